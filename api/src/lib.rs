@@ -1,0 +1,19 @@
+//! `rk-api`: the API model of rk.
+//!
+//! Objects travel through rk as `serde_json::Value` in the Kubernetes JSON
+//! shape. This crate knows which kinds exist ([`resources`]), how to strictly
+//! decode, default and validate them ([`validate`]), how to evaluate label and
+//! field selectors ([`selector`]), how to read resource quantities
+//! ([`quantity`]), and how errors are reported in Kubernetes' vocabulary
+//! ([`error`]).
+//!
+//! The crate is a pure library: it performs no IO and has no async code, so
+//! every component (API server, controllers, node agent, CLI) can share it.
+
+pub mod error;
+pub mod quantity;
+pub mod resources;
+pub mod selector;
+pub mod validate;
+
+pub use error::{ApiError, Reason};

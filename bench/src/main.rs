@@ -1,0 +1,354 @@
+//! `rk-bench`: rk's benchmarks, each printed beside a peer measured in the
+//! same run on the same machine (these machines are shared and noisy, so
+//! only same-run ratios mean much).
+//!
+//! `rk-bench store` measures the replicated store against etcd 3.4 (three
+//! members each, on loopback): sequential 1 KiB writes (p50/p99), 64 writes
+//! in flight (throughput, p99), and leader `kill -9` → first successful
+//! write (median over several kills).
+
+mod etcd;
+mod stats;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use rk_testkit::Cluster;
+use serde_json::json;
+use stats::Summary;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "rk-bench", about = "rk benchmarks beside their peers")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Replicated writes and failover: rk vs etcd.
+    Store(StoreArgs),
+}
+
+#[derive(clap::Args, Clone)]
+struct StoreArgs {
+    /// Sequential writes per system.
+    #[arg(long, default_value_t = 2000)]
+    sequential: usize,
+    /// Writes in the concurrent phase.
+    #[arg(long, default_value_t = 10000)]
+    concurrent: usize,
+    /// Writes in flight in the concurrent phase.
+    #[arg(long, default_value_t = 64)]
+    in_flight: usize,
+    /// Leader kills for the failover figure.
+    #[arg(long, default_value_t = 5)]
+    kills: usize,
+    /// Measure rk only.
+    #[arg(long)]
+    skip_etcd: bool,
+}
+
+impl Default for StoreArgs {
+    fn default() -> Self {
+        StoreArgs {
+            sequential: 2000,
+            concurrent: 10000,
+            in_flight: 64,
+            kills: 5,
+            skip_etcd: false,
+        }
+    }
+}
+
+fn payload() -> String {
+    // 1 KiB of value bytes.
+    "x".repeat(1024)
+}
+
+#[derive(Default)]
+struct StoreFigures {
+    seq: Option<Summary>,
+    conc: Option<(Summary, f64)>,
+    failover: Option<Summary>,
+}
+
+// ------------------------------------------------------------------ rk
+
+fn rk_object(name: &str, value: &str) -> serde_json::Value {
+    json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":name,"namespace":"default"},"data":{"v":value}})
+}
+
+async fn rk_store(args: &StoreArgs) -> Result<StoreFigures> {
+    let mut cluster = Cluster::start(3);
+    let mut figs = StoreFigures::default();
+    let leader = cluster
+        .leader(Duration::from_secs(10))
+        .await
+        .context("rk leader")?;
+    let c = cluster.client_for(leader);
+    let value = payload();
+    // Warm up connections and caches.
+    for i in 0..50 {
+        c.create("configmaps", &rk_object(&format!("warm-{i}"), &value))
+            .await?;
+    }
+    let mut lat = Vec::with_capacity(args.sequential);
+    for i in 0..args.sequential {
+        let t = Instant::now();
+        c.create("configmaps", &rk_object(&format!("seq-{i}"), &value))
+            .await?;
+        lat.push(t.elapsed());
+    }
+    figs.seq = Some(Summary::of(&mut lat));
+
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = vec![];
+    for _ in 0..args.in_flight {
+        let c = c.clone();
+        let next = next.clone();
+        let value = value.clone();
+        let total = args.concurrent;
+        tasks.push(tokio::spawn(async move {
+            let mut lat = vec![];
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    return Ok::<_, rk_client::ApiError>(lat);
+                }
+                let t = Instant::now();
+                c.create("configmaps", &rk_object(&format!("conc-{i}"), &value))
+                    .await?;
+                lat.push(t.elapsed());
+            }
+        }));
+    }
+    let mut all = vec![];
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let elapsed = start.elapsed();
+    figs.conc = Some((
+        Summary::of(&mut all),
+        args.concurrent as f64 / elapsed.as_secs_f64(),
+    ));
+
+    let mut failovers = vec![];
+    for k in 0..args.kills {
+        let leader = cluster
+            .leader(Duration::from_secs(20))
+            .await
+            .context("rk leader before kill")?;
+        let survivor = (leader + 1) % 3;
+        let c = cluster.client_for(survivor);
+        // Make sure the survivor's connection is warm.
+        c.create("configmaps", &rk_object(&format!("pre-{k}"), "x"))
+            .await?;
+        cluster.kill(leader);
+        let killed = Instant::now();
+        let mut i = 0;
+        loop {
+            i += 1;
+            let r = tokio::time::timeout(
+                Duration::from_millis(500),
+                c.create("configmaps", &rk_object(&format!("fo-{k}-{i}"), "x")),
+            )
+            .await;
+            if let Ok(Ok(_)) = r {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if killed.elapsed() > Duration::from_secs(30) {
+                anyhow::bail!("rk did not recover from a leader kill in 30 s");
+            }
+        }
+        failovers.push(killed.elapsed());
+        cluster.restart(leader);
+        // Let the restarted member catch up before the next kill.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    figs.failover = Some(Summary::of(&mut failovers));
+    Ok(figs)
+}
+
+// ------------------------------------------------------------------ etcd
+
+async fn etcd_store(args: &StoreArgs) -> Result<StoreFigures> {
+    let mut cluster = etcd::EtcdCluster::start(3).await?;
+    let mut figs = StoreFigures::default();
+    let leader = cluster.leader().await?;
+    let kv = cluster.kv(leader).await?;
+    let value = payload().into_bytes();
+    for i in 0..50 {
+        etcd::put(&kv, format!("warm-{i}"), value.clone()).await?;
+    }
+    let mut lat = Vec::with_capacity(args.sequential);
+    for i in 0..args.sequential {
+        let t = Instant::now();
+        etcd::put(&kv, format!("seq-{i}"), value.clone()).await?;
+        lat.push(t.elapsed());
+    }
+    figs.seq = Some(Summary::of(&mut lat));
+
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = vec![];
+    for _ in 0..args.in_flight {
+        let kv = kv.clone();
+        let next = next.clone();
+        let value = value.clone();
+        let total = args.concurrent;
+        tasks.push(tokio::spawn(async move {
+            let mut lat = vec![];
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    return Ok::<_, anyhow::Error>(lat);
+                }
+                let t = Instant::now();
+                etcd::put(&kv, format!("conc-{i}"), value.clone()).await?;
+                lat.push(t.elapsed());
+            }
+        }));
+    }
+    let mut all = vec![];
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let elapsed = start.elapsed();
+    figs.conc = Some((
+        Summary::of(&mut all),
+        args.concurrent as f64 / elapsed.as_secs_f64(),
+    ));
+
+    let mut failovers = vec![];
+    for k in 0..args.kills {
+        let leader = cluster.leader().await?;
+        let survivor = (leader + 1) % 3;
+        let kv = cluster.kv(survivor).await?;
+        etcd::put(&kv, format!("pre-{k}"), b"x".to_vec()).await?;
+        cluster.kill(leader);
+        let killed = Instant::now();
+        let mut i = 0;
+        loop {
+            i += 1;
+            let r = tokio::time::timeout(
+                Duration::from_millis(500),
+                etcd::put(&kv, format!("fo-{k}-{i}"), b"x".to_vec()),
+            )
+            .await;
+            if let Ok(Ok(_)) = r {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if killed.elapsed() > Duration::from_secs(30) {
+                anyhow::bail!("etcd did not recover from a leader kill in 30 s");
+            }
+        }
+        failovers.push(killed.elapsed());
+        cluster.restart(leader)?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    figs.failover = Some(Summary::of(&mut failovers));
+    Ok(figs)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn print_store(rk: &StoreFigures, etcd: Option<&StoreFigures>, args: &StoreArgs) {
+    println!(
+        "rk-bench store: 3 replicas each on loopback; rk over mutual TLS, etcd 3.4 plaintext; 1 KiB values"
+    );
+    println!(
+        "{:<44} {:>14} {:>14} {:>10}   target",
+        "figure", "rk", "etcd", "rk/etcd"
+    );
+    let row = |name: &str, r: Option<f64>, e: Option<f64>, fmt: &dyn Fn(f64) -> String, target: &str| {
+        let ratio = match (r, e) {
+            (Some(r), Some(e)) if e > 0.0 => format!("{:.2}", r / e),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<44} {:>14} {:>14} {:>10}   {}",
+            name,
+            r.map(fmt).unwrap_or_else(|| "-".into()),
+            e.map(fmt).unwrap_or_else(|| "-".into()),
+            ratio,
+            target
+        );
+    };
+    let msf = |v: f64| format!("{v:.2} ms");
+    let d = |s: Option<&Summary>, f: fn(&Summary) -> Duration| s.map(|s| f(s).as_secs_f64() * 1000.0);
+    row(
+        &format!("sequential write p50 (n={})", args.sequential),
+        d(rk.seq.as_ref(), |s| s.p50),
+        d(etcd.and_then(|e| e.seq.as_ref()), |s| s.p50),
+        &msf,
+        "rk/etcd <= 1",
+    );
+    row(
+        "sequential write p99",
+        d(rk.seq.as_ref(), |s| s.p99),
+        d(etcd.and_then(|e| e.seq.as_ref()), |s| s.p99),
+        &msf,
+        "",
+    );
+    row(
+        &format!("{} in flight: throughput (writes/s)", args.in_flight),
+        rk.conc.as_ref().map(|c| c.1),
+        etcd.and_then(|e| e.conc.as_ref()).map(|c| c.1),
+        &|v| format!("{v:.0}/s"),
+        "rk/etcd >= 2",
+    );
+    row(
+        &format!("{} in flight: p99", args.in_flight),
+        rk.conc.as_ref().map(|c| c.0.p99.as_secs_f64() * 1000.0),
+        etcd.and_then(|e| e.conc.as_ref())
+            .map(|c| c.0.p99.as_secs_f64() * 1000.0),
+        &msf,
+        "rk/etcd <= 1",
+    );
+    row(
+        &format!("leader kill -9 -> first write, median (n={})", args.kills),
+        d(rk.failover.as_ref(), |s| s.p50),
+        d(etcd.and_then(|e| e.failover.as_ref()), |s| s.p50),
+        &msf,
+        "rk <= 500 ms",
+    );
+    if let Some(f) = &rk.failover {
+        println!(
+            "  rk failovers: {}",
+            f.samples.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
+        );
+    }
+    if let Some(f) = etcd.and_then(|e| e.failover.as_ref()) {
+        println!(
+            "  etcd failovers: {}",
+            f.samples.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
+        );
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    rk_client::tls::init_crypto();
+    let cli = Cli::parse();
+    let args = match cli.cmd {
+        Some(Cmd::Store(a)) => a,
+        None => StoreArgs::default(),
+    };
+    eprintln!("measuring rk ...");
+    let rk = rk_store(&args).await?;
+    let etcd = if args.skip_etcd {
+        None
+    } else {
+        eprintln!("measuring etcd ...");
+        Some(etcd_store(&args).await?)
+    };
+    print_store(&rk, etcd.as_ref(), &args);
+    Ok(())
+}

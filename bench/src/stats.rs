@@ -1,0 +1,28 @@
+//! Latency summaries.
+
+use std::time::Duration;
+
+pub struct Summary {
+    pub p50: Duration,
+    pub p99: Duration,
+    pub samples: Vec<Duration>,
+}
+
+impl Summary {
+    /// Nearest-rank percentiles of `v` (sorted in place).
+    pub fn of(v: &mut [Duration]) -> Summary {
+        v.sort();
+        let pick = |q: f64| -> Duration {
+            if v.is_empty() {
+                return Duration::ZERO;
+            }
+            let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+            v[rank - 1]
+        };
+        Summary {
+            p50: pick(0.5),
+            p99: pick(0.99),
+            samples: v.to_vec(),
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! `rk-control-plane`: create, join or restart a control-plane replica.
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use rk_control_plane::bootstrap::{self, Options};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "rk-control-plane", version, about = "rk control-plane replica")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct Tuning {
+    /// Raft heartbeat interval.
+    #[arg(long, default_value_t = 50)]
+    heartbeat_ms: u64,
+    /// Lower bound of the randomized election timeout; the upper bound is twice this.
+    #[arg(long, default_value_t = 150)]
+    election_timeout_ms: u64,
+    /// Revisions of watch history kept so watchers can resume.
+    #[arg(long, default_value_t = 20_000)]
+    history_limit: u64,
+}
+
+impl Tuning {
+    fn options(&self) -> Options {
+        Options {
+            heartbeat_ms: self.heartbeat_ms,
+            election_timeout_min_ms: self.election_timeout_ms,
+            election_timeout_max_ms: self.election_timeout_ms * 2,
+            history_limit: self.history_limit,
+            ..Options::default()
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a new cluster with this replica as its first member, and serve.
+    Init {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// HOST:PORT to listen on.
+        #[arg(long, default_value = "127.0.0.1:7443")]
+        listen: String,
+        /// HOST:PORT other members and clients use (defaults to --listen).
+        #[arg(long)]
+        advertise: Option<String>,
+        #[command(flatten)]
+        tuning: Tuning,
+    },
+    /// Join an existing cluster as a new replica, and serve.
+    Join {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        listen: String,
+        #[arg(long)]
+        advertise: Option<String>,
+        /// HOST:PORT of any current member.
+        #[arg(long)]
+        server: String,
+        /// The join token (DATA_DIR/join-token on any member).
+        #[arg(long)]
+        token: String,
+        #[command(flatten)]
+        tuning: Tuning,
+    },
+    /// Restart an existing replica from its data directory.
+    Run {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Override the listen address recorded at init/join.
+        #[arg(long)]
+        listen: Option<String>,
+        #[command(flatten)]
+        tuning: Tuning,
+    },
+    /// Write an admin config listing every current member.
+    AdminConfig {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let running = match cli.cmd {
+        Cmd::Init {
+            data_dir,
+            listen,
+            advertise,
+            tuning,
+        } => {
+            let r = bootstrap::init(&data_dir, &listen, advertise.as_deref(), &tuning.options()).await?;
+            eprintln!(
+                "rk cluster initialized.\n  admin config: {}\n  join token:   {}",
+                data_dir.join("admin.conf").display(),
+                data_dir.join("join-token").display()
+            );
+            r
+        }
+        Cmd::Join {
+            data_dir,
+            listen,
+            advertise,
+            server,
+            token,
+            tuning,
+        } => {
+            bootstrap::join(
+                &data_dir,
+                &listen,
+                advertise.as_deref(),
+                &server,
+                &token,
+                &tuning.options(),
+            )
+            .await?
+        }
+        Cmd::Run {
+            data_dir,
+            listen,
+            tuning,
+        } => bootstrap::run(&data_dir, listen.as_deref(), &tuning.options()).await?,
+        Cmd::AdminConfig { data_dir, output } => {
+            rk_client::tls::init_crypto();
+            return bootstrap::write_admin_config(&data_dir, &output).await;
+        }
+    };
+    // The first SIGTERM/SIGINT stops gracefully; Raft state is on disk, so
+    // a second signal (or kill -9) loses nothing that was acknowledged.
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let token = running.shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        std::process::exit(130);
+    });
+    token.cancel();
+    running.stop().await
+}

@@ -1,0 +1,181 @@
+//! One control-plane replica: its Raft node, its store, and the two things
+//! every request handler needs from them: proposing a write (on the leader,
+//! wherever it was received) and a linearizable read barrier.
+
+use crate::network::Network;
+use crate::pki::{CertificateAuthority, JoinToken};
+use crate::store::rocks::ObjectStore;
+use crate::store::types::*;
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use rk_api::{ApiError, Reason};
+use rk_proto::v1::raft_client::RaftClient;
+use rk_proto::v1::RaftBytes;
+use std::time::Duration;
+
+/// How long a request waits for a leader to appear before answering
+/// ServiceUnavailable (a client then tries another replica).
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+
+pub struct Replica {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub store: ObjectStore,
+    pub net: Network,
+    pub ca: CertificateAuthority,
+    pub token: JoinToken,
+    pub advertise: String,
+}
+
+fn unavailable(msg: impl Into<String>) -> ApiError {
+    ApiError::new(Reason::ServiceUnavailable, msg)
+}
+
+impl Replica {
+    /// The address of the current leader, if known and not this replica.
+    pub async fn leader_addr(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&leader)?;
+        Some((leader, node.addr.clone()))
+    }
+
+    /// Commits `cmd` through Raft. On a follower the command is handed to
+    /// the leader; while there is no leader it waits up to LEADER_WAIT.
+    pub async fn propose(&self, cmd: Command) -> Result<Applied, ApiError> {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            let leader = self.raft.metrics().borrow().current_leader;
+            let result = if leader == Some(self.id) {
+                match self.raft.client_write(cmd.clone()).await {
+                    Ok(resp) => Some(outcome(resp.data)),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => None,
+                    Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                        Some(Err(ApiError::new(Reason::InternalError, e.to_string())))
+                    }
+                    Err(RaftError::Fatal(e)) => Some(Err(unavailable(format!("replica stopped: {e}")))),
+                }
+            } else if let Some((_, addr)) = self.leader_addr().await {
+                match self.forward_propose(&addr, &cmd).await {
+                    Ok(r) => Some(r),
+                    Err(st) if st.code() == tonic::Code::Unavailable => None,
+                    Err(st) => Some(Err(rk_client::error::from_status(&st))),
+                }
+            } else {
+                None
+            };
+            if let Some(r) = result {
+                return r;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(unavailable(
+                    "no leader: the control plane has no quorum right now",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Applies a command that a follower forwarded. Never forwards again:
+    /// if leadership moved meanwhile the follower retries.
+    pub async fn propose_local(&self, cmd: Command) -> Result<Applied, ApiError> {
+        match self.raft.client_write(cmd).await {
+            Ok(resp) => outcome(resp.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(unavailable("not the leader"))
+            }
+            Err(e) => Err(unavailable(e.to_string())),
+        }
+    }
+
+    async fn forward_propose(
+        &self,
+        addr: &str,
+        cmd: &Command,
+    ) -> Result<Result<Applied, ApiError>, tonic::Status> {
+        let data = serde_json::to_vec(cmd).map_err(|e| tonic::Status::internal(e.to_string()))?;
+        let ch = self
+            .net
+            .channel(addr)
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let reply = RaftClient::new(ch)
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20)
+            .propose(RaftBytes { data })
+            .await?
+            .into_inner();
+        let r: Result<Applied, WireError> =
+            serde_json::from_slice(&reply.data).map_err(|e| tonic::Status::internal(e.to_string()))?;
+        Ok(r.map_err(Into::into))
+    }
+
+    /// Waits until this replica has applied every write acknowledged before
+    /// the call (the read-index protocol; followers ask the leader).
+    pub async fn read_barrier(&self) -> Result<(), ApiError> {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            let leader = self.raft.metrics().borrow().current_leader;
+            let index = if leader == Some(self.id) {
+                match self.raft.ensure_linearizable().await {
+                    Ok(_) => return Ok(()),
+                    Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))
+                    | Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => None,
+                    Err(RaftError::Fatal(e)) => return Err(unavailable(e.to_string())),
+                }
+            } else if let Some((_, addr)) = self.leader_addr().await {
+                self.remote_read_index(&addr).await.ok()
+            } else {
+                None
+            };
+            if let Some(index) = index {
+                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+                return match self
+                    .raft
+                    .wait(Some(remaining.max(Duration::from_millis(100))))
+                    .applied_index_at_least(Some(index), "read barrier")
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(unavailable(format!("this replica is catching up: {e}"))),
+                };
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(unavailable(
+                    "no leader: the control plane has no quorum right now",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn remote_read_index(&self, addr: &str) -> Result<u64, tonic::Status> {
+        let ch = self
+            .net
+            .channel(addr)
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let reply = RaftClient::new(ch)
+            .read_index(RaftBytes { data: vec![] })
+            .await?
+            .into_inner();
+        serde_json::from_slice(&reply.data).map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+
+    /// The leader's half of ReadIndex: confirm leadership with a quorum and
+    /// return the index a reader must wait for.
+    pub async fn local_read_index(&self) -> Result<u64, ApiError> {
+        match self.raft.ensure_linearizable().await {
+            Ok(log_id) => Ok(log_id.map(|l| l.index).unwrap_or(0)),
+            Err(e) => Err(unavailable(e.to_string())),
+        }
+    }
+}
+
+fn outcome(r: CommandResult) -> Result<Applied, ApiError> {
+    match r.outcome {
+        Some(Ok(a)) => Ok(a),
+        Some(Err(e)) => Err(e.into()),
+        None => Err(ApiError::new(
+            Reason::InternalError,
+            "the command produced no result",
+        )),
+    }
+}

@@ -1,0 +1,65 @@
+//! The replica-to-replica service: Raft RPCs plus Propose and ReadIndex,
+//! which let followers serve writes and linearizable reads.
+
+use super::auth;
+use crate::replica::Replica;
+use crate::store::types::*;
+use rk_proto::v1::raft_server::Raft as RaftService;
+use rk_proto::v1::RaftBytes;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+pub struct RaftSvc {
+    pub replica: Arc<Replica>,
+}
+
+fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, Status> {
+    serde_json::from_slice(b).map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<Response<RaftBytes>, Status> {
+    serde_json::to_vec(v)
+        .map(|data| Response::new(RaftBytes { data }))
+        .map_err(|e| Status::internal(e.to_string()))
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftSvc {
+    async fn append_entries(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
+        auth::require_replica(&req)?;
+        let rpc = decode(&req.into_inner().data)?;
+        encode(&self.replica.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
+        auth::require_replica(&req)?;
+        let rpc = decode(&req.into_inner().data)?;
+        encode(&self.replica.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
+        auth::require_replica(&req)?;
+        let rpc = decode(&req.into_inner().data)?;
+        encode(&self.replica.raft.install_snapshot(rpc).await)
+    }
+
+    async fn propose(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
+        auth::require_replica(&req)?;
+        let cmd: Command = decode(&req.into_inner().data)?;
+        match self.replica.propose_local(cmd).await {
+            Ok(a) => encode(&Ok::<Applied, WireError>(a)),
+            // Not being the leader any more is a transport-level condition:
+            // the forwarding replica retries elsewhere.
+            Err(e) if e.reason == rk_api::Reason::ServiceUnavailable => Err(Status::unavailable(e.message)),
+            Err(e) => encode(&Err::<Applied, WireError>(e.into())),
+        }
+    }
+
+    async fn read_index(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
+        auth::require_replica(&req)?;
+        match self.replica.local_read_index().await {
+            Ok(i) => encode(&i),
+            Err(e) => Err(Status::unavailable(e.message)),
+        }
+    }
+}

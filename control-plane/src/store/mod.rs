@@ -1,0 +1,5 @@
+//! Storage: Raft log and state machine on RocksDB.
+
+pub mod objects;
+pub mod rocks;
+pub mod types;

@@ -1,0 +1,592 @@
+//! The pure heart of the state machine: how one transaction changes the
+//! object space. No IO here: reads go through [`ObjectRead`], writes come
+//! back as [`TxnEffects`], so the semantics (preconditions, generation,
+//! finalizers, status subresource) are unit-tested without RocksDB.
+
+use super::types::{EventKind, Op, StoredEvent, Txn};
+use rk_api::{resources, ApiError, Reason};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// The key of an object: `group_resource/namespace/name` (namespace empty
+/// for cluster-scoped kinds). Names never contain '/', so prefixes of this
+/// key select one resource, or one resource in one namespace.
+pub fn object_key(resource: &str, namespace: &str, name: &str) -> String {
+    format!("{resource}/{namespace}/{name}")
+}
+
+pub fn resource_prefix(resource: &str, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("{resource}/{ns}/"),
+        None => format!("{resource}/"),
+    }
+}
+
+/// Read access to the committed objects.
+pub trait ObjectRead {
+    fn get(&self, key: &str) -> Result<Option<Value>, String>;
+}
+
+impl ObjectRead for BTreeMap<String, Value> {
+    fn get(&self, key: &str) -> Result<Option<Value>, String> {
+        Ok(BTreeMap::get(self, key).cloned())
+    }
+}
+
+/// What a transaction does to the store.
+#[derive(Debug, Default)]
+pub struct TxnEffects {
+    /// Final value per key: Some = put, None = delete.
+    pub writes: BTreeMap<String, Option<Value>>,
+    pub events: Vec<StoredEvent>,
+    /// One per op.
+    pub objects: Vec<Value>,
+}
+
+pub fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+pub fn resource_version(obj: &Value) -> Option<u64> {
+    meta_str(obj, "resourceVersion").parse().ok()
+}
+
+fn set_meta(obj: &mut Value, field: &str, value: Value) {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        if value.is_null() {
+            meta.remove(field);
+        } else {
+            meta.insert(field.to_string(), value);
+        }
+    }
+}
+
+fn finalizers(obj: &Value) -> Vec<String> {
+    obj.get("metadata")
+        .and_then(|m| m.get("finalizers"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+fn display_resource(resource: &str) -> String {
+    resource.to_string()
+}
+
+/// Applies `txn` at `revision`. The outer error is a storage failure (the
+/// replica must stop); the inner one is the transaction's own outcome.
+pub fn apply_txn(
+    read: &dyn ObjectRead,
+    revision: u64,
+    txn: &Txn,
+) -> Result<Result<TxnEffects, ApiError>, String> {
+    let mut fx = TxnEffects::default();
+    for op in &txn.ops {
+        match apply_op(read, &mut fx, revision, &txn.now, op)? {
+            Ok(obj) => fx.objects.push(obj),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    Ok(Ok(fx))
+}
+
+fn lookup(read: &dyn ObjectRead, fx: &TxnEffects, key: &str) -> Result<Option<Value>, String> {
+    match fx.writes.get(key) {
+        Some(v) => Ok(v.clone()),
+        None => read.get(key),
+    }
+}
+
+fn record(
+    fx: &mut TxnEffects,
+    key: String,
+    kind: EventKind,
+    resource: &str,
+    obj: Value,
+    prev: Option<Value>,
+) {
+    fx.writes.insert(
+        key,
+        if kind == EventKind::Deleted {
+            None
+        } else {
+            Some(obj.clone())
+        },
+    );
+    // Several ops of one transaction on the same object collapse into the
+    // last event a watcher needs to see.
+    fx.events.push(StoredEvent {
+        kind,
+        resource: resource.to_string(),
+        object: obj,
+        prev,
+    });
+}
+
+fn apply_op(
+    read: &dyn ObjectRead,
+    fx: &mut TxnEffects,
+    revision: u64,
+    now: &str,
+    op: &Op,
+) -> Result<Result<Value, ApiError>, String> {
+    let rv = json!(revision.to_string());
+    match op {
+        Op::Create { resource, object } => {
+            let ns = meta_str(object, "namespace").to_string();
+            let name = meta_str(object, "name").to_string();
+            if name.is_empty() {
+                return Ok(Err(ApiError::new(
+                    Reason::Invalid,
+                    "metadata.name: Required value",
+                )));
+            }
+            if !ns.is_empty() {
+                let ns_key = object_key("namespaces", "", &ns);
+                match lookup(read, fx, &ns_key)? {
+                    None => {
+                        return Ok(Err(ApiError::not_found("namespaces", &ns)));
+                    }
+                    Some(nsobj) if !meta_str(&nsobj, "deletionTimestamp").is_empty() => {
+                        return Ok(Err(ApiError::new(
+                            Reason::Forbidden,
+                            format!(
+                                "{} \"{}\" is forbidden: unable to create new content in namespace {} because it is being terminated",
+                                display_resource(resource), name, ns
+                            ),
+                        )));
+                    }
+                    Some(_) => {}
+                }
+            }
+            let key = object_key(resource, &ns, &name);
+            if lookup(read, fx, &key)?.is_some() {
+                return Ok(Err(ApiError::already_exists(resource, &name)));
+            }
+            let mut obj = object.clone();
+            set_meta(&mut obj, "resourceVersion", rv);
+            set_meta(&mut obj, "generation", json!(1));
+            record(fx, key, EventKind::Added, resource, obj.clone(), None);
+            Ok(Ok(obj))
+        }
+        Op::Update {
+            resource,
+            object,
+            expected_rv,
+            status,
+        } => {
+            let ns = meta_str(object, "namespace").to_string();
+            let name = meta_str(object, "name").to_string();
+            let key = object_key(resource, &ns, &name);
+            let Some(old) = lookup(read, fx, &key)? else {
+                return Ok(Err(ApiError::not_found(resource, &name)));
+            };
+            if let Some(want) = expected_rv {
+                if resource_version(&old) != Some(*want) {
+                    return Ok(Err(ApiError::conflict(
+                        resource,
+                        &name,
+                        "the object has been modified; please apply your changes to the latest version and try again",
+                    )));
+                }
+            }
+            let has_status = resources::lookup(resource).is_some_and(|k| k.has_status);
+            let mut new = if *status {
+                let mut n = old.clone();
+                match object.get("status") {
+                    Some(s) => {
+                        if let Some(m) = n.as_object_mut() {
+                            m.insert("status".into(), s.clone());
+                        }
+                    }
+                    None => {
+                        if let Some(m) = n.as_object_mut() {
+                            m.remove("status");
+                        }
+                    }
+                }
+                n
+            } else {
+                let mut n = object.clone();
+                // Fields the server owns survive a main-resource update.
+                for f in [
+                    "uid",
+                    "creationTimestamp",
+                    "deletionTimestamp",
+                    "deletionGracePeriodSeconds",
+                    "generation",
+                ] {
+                    set_meta(
+                        &mut n,
+                        f,
+                        old.get("metadata")
+                            .and_then(|m| m.get(f))
+                            .cloned()
+                            .unwrap_or(Value::Null),
+                    );
+                }
+                if has_status {
+                    if let Some(m) = n.as_object_mut() {
+                        match old.get("status") {
+                            Some(s) => {
+                                m.insert("status".into(), s.clone());
+                            }
+                            None => {
+                                m.remove("status");
+                            }
+                        }
+                    }
+                }
+                if rk_api::validate::spec_changed(&old, &n) {
+                    let gen = old
+                        .get("metadata")
+                        .and_then(|m| m.get("generation"))
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1);
+                    set_meta(&mut n, "generation", json!(gen + 1));
+                }
+                n
+            };
+            set_meta(&mut new, "resourceVersion", rv);
+            // The last finalizer removed from an object being deleted ends it.
+            if !meta_str(&new, "deletionTimestamp").is_empty() && finalizers(&new).is_empty() {
+                record(fx, key, EventKind::Deleted, resource, new.clone(), Some(old));
+                return Ok(Ok(new));
+            }
+            record(fx, key, EventKind::Modified, resource, new.clone(), Some(old));
+            Ok(Ok(new))
+        }
+        Op::Delete {
+            resource,
+            namespace,
+            name,
+            expected_rv,
+            expected_uid,
+            propagation,
+        } => {
+            let key = object_key(resource, namespace, name);
+            let Some(old) = lookup(read, fx, &key)? else {
+                return Ok(Err(ApiError::not_found(resource, name)));
+            };
+            if let Some(want) = expected_uid {
+                if meta_str(&old, "uid") != want {
+                    return Ok(Err(ApiError::conflict(
+                        resource,
+                        name,
+                        &format!(
+                            "Precondition failed: UID in precondition: {want}, UID in object meta: {}",
+                            meta_str(&old, "uid")
+                        ),
+                    )));
+                }
+            }
+            if let Some(want) = expected_rv {
+                if resource_version(&old) != Some(*want) {
+                    return Ok(Err(ApiError::conflict(
+                        resource,
+                        name,
+                        &format!(
+                            "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {}",
+                            meta_str(&old, "resourceVersion")
+                        ),
+                    )));
+                }
+            }
+            let mut fins = finalizers(&old);
+            let extra = match propagation.as_deref() {
+                Some("Foreground") => Some("foregroundDeletion"),
+                Some("Orphan") => Some("orphan"),
+                _ => None,
+            };
+            if let Some(f) = extra {
+                if !fins.iter().any(|x| x == f) {
+                    fins.push(f.to_string());
+                }
+            }
+            let mut obj = old.clone();
+            if fins.is_empty() {
+                set_meta(&mut obj, "resourceVersion", rv);
+                record(fx, key, EventKind::Deleted, resource, obj.clone(), Some(old));
+                return Ok(Ok(obj));
+            }
+            // Finalizers present: the object stays, marked, until the
+            // controllers that own the finalizers remove them.
+            if meta_str(&obj, "deletionTimestamp").is_empty() {
+                set_meta(&mut obj, "deletionTimestamp", json!(now));
+                set_meta(&mut obj, "deletionGracePeriodSeconds", json!(0));
+            }
+            set_meta(&mut obj, "finalizers", json!(fins));
+            set_meta(&mut obj, "resourceVersion", rv);
+            record(fx, key, EventKind::Modified, resource, obj.clone(), Some(old));
+            Ok(Ok(obj))
+        }
+        Op::CheckExists {
+            resource,
+            namespace,
+            name,
+            expected_rv,
+        } => {
+            let key = object_key(resource, namespace, name);
+            let Some(old) = lookup(read, fx, &key)? else {
+                return Ok(Err(ApiError::not_found(resource, name)));
+            };
+            if let Some(want) = expected_rv {
+                if resource_version(&old) != Some(*want) {
+                    return Ok(Err(ApiError::conflict(
+                        resource,
+                        name,
+                        "the object has been modified; please apply your changes to the latest version and try again",
+                    )));
+                }
+            }
+            Ok(Ok(Value::Null))
+        }
+        Op::CheckAbsent {
+            resource,
+            namespace,
+            name,
+        } => {
+            let key = object_key(resource, namespace, name);
+            if lookup(read, fx, &key)?.is_some() {
+                return Ok(Err(ApiError::already_exists(resource, name)));
+            }
+            Ok(Ok(Value::Null))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cm(name: &str, data: &str) -> Value {
+        json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":name,"namespace":"default","uid":"u1"},"data":{"k":data}})
+    }
+
+    fn world() -> BTreeMap<String, Value> {
+        let mut w = BTreeMap::new();
+        w.insert(
+            object_key("namespaces", "", "default"),
+            json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"default","resourceVersion":"1"}}),
+        );
+        w
+    }
+
+    fn commit(w: &mut BTreeMap<String, Value>, fx: &TxnEffects) {
+        for (k, v) in &fx.writes {
+            match v {
+                Some(v) => {
+                    w.insert(k.clone(), v.clone());
+                }
+                None => {
+                    w.remove(k);
+                }
+            }
+        }
+    }
+
+    fn txn(ops: Vec<Op>) -> Txn {
+        Txn {
+            now: "2026-11-27T00:00:00Z".into(),
+            ops,
+        }
+    }
+
+    fn create(o: Value) -> Op {
+        Op::Create {
+            resource: "configmaps".into(),
+            object: o,
+        }
+    }
+
+    #[test]
+    fn create_sets_revision_and_refuses_duplicates() {
+        let mut w = world();
+        let fx = apply_txn(&w, 5, &txn(vec![create(cm("a", "1"))]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(meta_str(&fx.objects[0], "resourceVersion"), "5");
+        assert_eq!(fx.events.len(), 1);
+        assert_eq!(fx.events[0].kind, EventKind::Added);
+        commit(&mut w, &fx);
+        let err = apply_txn(&w, 6, &txn(vec![create(cm("a", "2"))]))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.reason, Reason::AlreadyExists);
+    }
+
+    #[test]
+    fn create_in_missing_namespace_is_not_found() {
+        let w = world();
+        let mut o = cm("a", "1");
+        o["metadata"]["namespace"] = json!("nope");
+        let err = apply_txn(&w, 2, &txn(vec![create(o)])).unwrap().unwrap_err();
+        assert_eq!(err.reason, Reason::NotFound);
+    }
+
+    #[test]
+    fn stale_update_conflicts_and_fresh_one_lands() {
+        let mut w = world();
+        let fx = apply_txn(&w, 2, &txn(vec![create(cm("a", "1"))]))
+            .unwrap()
+            .unwrap();
+        commit(&mut w, &fx);
+        let upd = |rv| Op::Update {
+            resource: "configmaps".into(),
+            object: cm("a", "2"),
+            expected_rv: Some(rv),
+            status: false,
+        };
+        let err = apply_txn(&w, 3, &txn(vec![upd(1)])).unwrap().unwrap_err();
+        assert_eq!(err.reason, Reason::Conflict);
+        let fx = apply_txn(&w, 3, &txn(vec![upd(2)])).unwrap().unwrap();
+        assert_eq!(fx.objects[0]["data"]["k"], "2");
+        assert_eq!(meta_str(&fx.objects[0], "resourceVersion"), "3");
+        assert_eq!(fx.events[0].prev.as_ref().unwrap()["data"]["k"], "1");
+    }
+
+    #[test]
+    fn failed_txn_has_no_effects() {
+        let mut w = world();
+        let fx = apply_txn(&w, 2, &txn(vec![create(cm("a", "1"))]))
+            .unwrap()
+            .unwrap();
+        commit(&mut w, &fx);
+        // The second op fails, so the first must not be applied either.
+        let r = apply_txn(&w, 3, &txn(vec![create(cm("b", "1")), create(cm("a", "x"))])).unwrap();
+        assert_eq!(r.unwrap_err().reason, Reason::AlreadyExists);
+        assert!(w.get(&object_key("configmaps", "default", "b")).is_none());
+    }
+
+    #[test]
+    fn delete_with_finalizers_only_marks_then_last_finalizer_removes() {
+        let mut w = world();
+        let mut o = cm("a", "1");
+        o["metadata"]["finalizers"] = json!(["example.com/hold"]);
+        let fx = apply_txn(&w, 2, &txn(vec![create(o)])).unwrap().unwrap();
+        commit(&mut w, &fx);
+        let del = Op::Delete {
+            resource: "configmaps".into(),
+            namespace: "default".into(),
+            name: "a".into(),
+            expected_rv: None,
+            expected_uid: None,
+            propagation: None,
+        };
+        let fx = apply_txn(&w, 3, &txn(vec![del])).unwrap().unwrap();
+        assert_eq!(fx.events[0].kind, EventKind::Modified);
+        assert_eq!(
+            meta_str(&fx.objects[0], "deletionTimestamp"),
+            "2026-11-27T00:00:00Z"
+        );
+        commit(&mut w, &fx);
+        let mut cleared = fx.objects[0].clone();
+        cleared["metadata"]["finalizers"] = json!([]);
+        let upd = Op::Update {
+            resource: "configmaps".into(),
+            object: cleared,
+            expected_rv: Some(3),
+            status: false,
+        };
+        let fx = apply_txn(&w, 4, &txn(vec![upd])).unwrap().unwrap();
+        assert_eq!(fx.events[0].kind, EventKind::Deleted);
+        commit(&mut w, &fx);
+        assert!(w.get(&object_key("configmaps", "default", "a")).is_none());
+    }
+
+    #[test]
+    fn delete_preconditions() {
+        let mut w = world();
+        let fx = apply_txn(&w, 2, &txn(vec![create(cm("a", "1"))]))
+            .unwrap()
+            .unwrap();
+        commit(&mut w, &fx);
+        let del = |rv: Option<u64>, uid: Option<&str>| Op::Delete {
+            resource: "configmaps".into(),
+            namespace: "default".into(),
+            name: "a".into(),
+            expected_rv: rv,
+            expected_uid: uid.map(str::to_string),
+            propagation: None,
+        };
+        assert_eq!(
+            apply_txn(&w, 3, &txn(vec![del(Some(9), None)]))
+                .unwrap()
+                .unwrap_err()
+                .reason,
+            Reason::Conflict
+        );
+        assert_eq!(
+            apply_txn(&w, 3, &txn(vec![del(None, Some("other"))]))
+                .unwrap()
+                .unwrap_err()
+                .reason,
+            Reason::Conflict
+        );
+        let fx = apply_txn(&w, 3, &txn(vec![del(Some(2), Some("u1"))]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(fx.events[0].kind, EventKind::Deleted);
+        assert_eq!(meta_str(&fx.objects[0], "resourceVersion"), "3");
+    }
+
+    #[test]
+    fn status_update_keeps_spec_and_generation_spec_update_bumps_it() {
+        let mut w = world();
+        let dep = json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d","namespace":"default"},
+            "spec":{"replicas":1,"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}});
+        let fx = apply_txn(
+            &w,
+            2,
+            &txn(vec![Op::Create {
+                resource: "deployments.apps".into(),
+                object: dep.clone(),
+            }]),
+        )
+        .unwrap()
+        .unwrap();
+        commit(&mut w, &fx);
+        let mut st = dep.clone();
+        st["spec"]["replicas"] = json!(7);
+        st["status"] = json!({"replicas": 1});
+        let fx = apply_txn(
+            &w,
+            3,
+            &txn(vec![Op::Update {
+                resource: "deployments.apps".into(),
+                object: st,
+                expected_rv: None,
+                status: true,
+            }]),
+        )
+        .unwrap()
+        .unwrap();
+        let o = &fx.objects[0];
+        assert_eq!(o["spec"]["replicas"], 1, "status update must not touch spec");
+        assert_eq!(o["status"]["replicas"], 1);
+        assert_eq!(o["metadata"]["generation"], 1);
+        commit(&mut w, &fx);
+        let mut sp = dep.clone();
+        sp["spec"]["replicas"] = json!(3);
+        sp["status"] = json!({"replicas": 99});
+        let fx = apply_txn(
+            &w,
+            4,
+            &txn(vec![Op::Update {
+                resource: "deployments.apps".into(),
+                object: sp,
+                expected_rv: None,
+                status: false,
+            }]),
+        )
+        .unwrap()
+        .unwrap();
+        let o = &fx.objects[0];
+        assert_eq!(o["spec"]["replicas"], 3);
+        assert_eq!(o["status"]["replicas"], 1, "main update must not touch status");
+        assert_eq!(o["metadata"]["generation"], 2);
+    }
+}

@@ -1,0 +1,148 @@
+//! The Raft type configuration and the commands the state machine applies.
+
+use rk_api::{ApiError, Reason};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::io::Cursor;
+
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// rk's Raft: commands are object transactions, nodes carry the
+    /// replica's address (HOST:PORT, served with TLS).
+    pub TypeConfig:
+        D = Command,
+        R = CommandResult,
+        Node = openraft::BasicNode,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, openraft::BasicNode>;
+pub type Snapshot = openraft::Snapshot<TypeConfig>;
+pub type StorageError = openraft::StorageError<NodeId>;
+pub type Vote = openraft::Vote<NodeId>;
+
+/// A write the state machine applies. Everything nondeterministic (uids,
+/// timestamps, generated names) is decided before proposing, so every
+/// replica applies the same command to the same result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Command {
+    Txn(Txn),
+    /// Hands out a unique replica id for a joining member.
+    AllocateReplicaId,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Txn {
+    /// RFC 3339 time chosen by the proposer, used for deletionTimestamp.
+    pub now: String,
+    pub ops: Vec<Op>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Op {
+    Create {
+        resource: String,
+        object: Value,
+    },
+    Update {
+        resource: String,
+        object: Value,
+        /// A precondition: the stored resourceVersion must equal this.
+        expected_rv: Option<u64>,
+        /// Status subresource: only `status` is taken from `object`.
+        status: bool,
+    },
+    Delete {
+        resource: String,
+        namespace: String,
+        name: String,
+        expected_rv: Option<u64>,
+        expected_uid: Option<String>,
+        /// Background (default), Foreground or Orphan.
+        propagation: Option<String>,
+    },
+    CheckExists {
+        resource: String,
+        namespace: String,
+        name: String,
+        expected_rv: Option<u64>,
+    },
+    CheckAbsent {
+        resource: String,
+        namespace: String,
+        name: String,
+    },
+}
+
+/// What applying a command produced. Errors are values: a failed
+/// precondition is a normal outcome of a committed entry, not a storage
+/// failure.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CommandResult {
+    pub outcome: Option<Result<Applied, WireError>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Applied {
+    pub revision: u64,
+    /// One per op (Null for checks); for deletes the last state.
+    pub objects: Vec<Value>,
+    pub replica_id: u64,
+}
+
+/// An ApiError in a shape that crosses the wire between replicas.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WireError {
+    pub reason: String,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl From<ApiError> for WireError {
+    fn from(e: ApiError) -> Self {
+        WireError {
+            reason: e.reason.as_str().to_string(),
+            message: e.message,
+            field: e.field,
+        }
+    }
+}
+
+impl From<WireError> for ApiError {
+    fn from(e: WireError) -> Self {
+        ApiError {
+            reason: Reason::parse(&e.reason).unwrap_or(Reason::InternalError),
+            message: e.message,
+            field: e.field,
+        }
+    }
+}
+
+/// One change as recorded in the watch history.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredEvent {
+    pub kind: EventKind,
+    pub resource: String,
+    pub object: Value,
+    /// The object before the change (None for ADDED). Selector-filtered
+    /// watches need it to tell "stopped matching" from "never matched".
+    pub prev: Option<Value>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum EventKind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+/// The events of one revision.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevisionEvents {
+    pub revision: u64,
+    pub events: Vec<StoredEvent>,
+}

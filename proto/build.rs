@@ -1,0 +1,13 @@
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Use the vendored protoc unless the builder points at another one, so a
+    // fresh machine needs no protobuf package.
+    if std::env::var_os("PROTOC").is_none() {
+        let protoc = protoc_bin_vendored::protoc_bin_path()?;
+        // SAFETY: build scripts are single-threaded; nothing else reads the
+        // environment concurrently.
+        unsafe { std::env::set_var("PROTOC", protoc) };
+    }
+    println!("cargo:rerun-if-changed=proto/rk.proto");
+    tonic_prost_build::configure().compile_protos(&["proto/rk.proto"], &["proto"])?;
+    Ok(())
+}
