@@ -176,7 +176,7 @@ impl Client {
                 {
                     attempts += 1;
                     self.rotate(i);
-                    if attempts % self.channels.len() == 0 {
+                    if attempts.is_multiple_of(self.channels.len()) {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                 }

@@ -329,7 +329,7 @@ pub async fn init(dir: &Path, listen: &str, advertise: Option<&str>, opts: &Opti
         .await
         .map_err(|e| anyhow!("create initial namespaces: {e}"))?;
     // Written last: its presence means the cluster is usable.
-    write_private(&dir.admin_conf(), &admin_config(&ca, &[advertise.clone()])?)?;
+    write_private(&dir.admin_conf(), &admin_config(&ca, std::slice::from_ref(&advertise))?)?;
     std::fs::write(dir.info(), serde_json::to_vec_pretty(&info)?).context("write replica.json")?;
     tracing::info!(dir = %dir.0.display(), "cluster initialized");
     Ok(running)

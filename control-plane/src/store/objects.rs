@@ -458,7 +458,7 @@ mod tests {
         // The second op fails, so the first must not be applied either.
         let r = apply_txn(&w, 3, &txn(vec![create(cm("b", "1")), create(cm("a", "x"))])).unwrap();
         assert_eq!(r.unwrap_err().reason, Reason::AlreadyExists);
-        assert!(w.get(&object_key("configmaps", "default", "b")).is_none());
+        assert!(!w.contains_key(&object_key("configmaps", "default", "b")));
     }
 
     #[test]
@@ -494,7 +494,7 @@ mod tests {
         let fx = apply_txn(&w, 4, &txn(vec![upd])).unwrap().unwrap();
         assert_eq!(fx.events[0].kind, EventKind::Deleted);
         commit(&mut w, &fx);
-        assert!(w.get(&object_key("configmaps", "default", "a")).is_none());
+        assert!(!w.contains_key(&object_key("configmaps", "default", "a")));
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //! - `meta`: state machine metadata (last applied log id, membership,
 //!   revision, compacted revision, next replica id, current snapshot).
 
+// openraft's StorageError is large, and the storage traits return it by
+// value; the helpers here return the same type rather than box and unbox it.
+#![allow(clippy::result_large_err)]
+
 use super::objects::{self, ObjectRead};
 use super::types::*;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine};
