@@ -349,10 +349,7 @@ mod tests {
             ApiError::not_found("deployments.apps", "web").message,
             "deployments.apps \"web\" not found"
         );
-        assert_eq!(
-            ApiError::not_found("pods", "x").message,
-            "pods \"x\" not found"
-        );
+        assert_eq!(ApiError::not_found("pods", "x").message, "pods \"x\" not found");
         assert_eq!(
             ApiError::already_exists("deployments.apps", "web").message,
             "deployments.apps \"web\" already exists"
@@ -378,10 +375,7 @@ mod tests {
         );
         assert_eq!(e.field.as_deref(), Some("spec.a"));
         let one = ApiError::invalid_many("Pod", "p", &causes[..1]);
-        assert_eq!(
-            one,
-            ApiError::invalid("Pod", "p", "spec.a", "Required value")
-        );
+        assert_eq!(one, ApiError::invalid("Pod", "p", "spec.a", "Required value"));
     }
 
     #[test]

@@ -206,8 +206,8 @@ mod tests {
     #[test]
     fn rejects_malformed() {
         for s in [
-            "", "m", "abc", "1x", "1 Gi", "1.2.3", "1gi", "1KI", "1e", "1e-", "--1", "1Gi1", " 1",
-            "1.5.", "e3", "1ee3",
+            "", "m", "abc", "1x", "1 Gi", "1.2.3", "1gi", "1KI", "1e", "1e-", "--1", "1Gi1", " 1", "1.5.",
+            "e3", "1ee3",
         ] {
             assert_eq!(parse_milli(s), Err(QuantityError::Syntax), "{s:?}");
             assert!(!is_valid(s));

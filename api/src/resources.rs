@@ -80,26 +80,10 @@ const fn kind(
 }
 
 static ALL: [ResourceKind; 13] = [
-    kind(
-        "",
-        "Namespace",
-        "namespaces",
-        "namespace",
-        &["ns"],
-        false,
-        true,
-    ),
+    kind("", "Namespace", "namespaces", "namespace", &["ns"], false, true),
     kind("", "Node", "nodes", "node", &["no"], false, true),
     kind("", "Pod", "pods", "pod", &["po"], true, true),
-    kind(
-        "",
-        "ConfigMap",
-        "configmaps",
-        "configmap",
-        &["cm"],
-        true,
-        false,
-    ),
+    kind("", "ConfigMap", "configmaps", "configmap", &["cm"], true, false),
     kind("", "Secret", "secrets", "secret", &[], true, false),
     kind("", "Event", "events", "event", &["ev"], true, false),
     kind(
@@ -139,15 +123,7 @@ static ALL: [ResourceKind; 13] = [
         false,
     ),
     kind("batch", "Job", "jobs", "job", &[], true, true),
-    kind(
-        "batch",
-        "CronJob",
-        "cronjobs",
-        "cronjob",
-        &["cj"],
-        true,
-        true,
-    ),
+    kind("batch", "CronJob", "cronjobs", "cronjob", &["cj"], true, true),
     kind(
         "coordination.k8s.io",
         "Lease",
@@ -293,14 +269,7 @@ mod tests {
             assert_eq!(k.namespaced, !cluster, "{}", k.kind);
             let status = matches!(
                 k.kind,
-                "Namespace"
-                    | "Node"
-                    | "Pod"
-                    | "Deployment"
-                    | "ReplicaSet"
-                    | "DaemonSet"
-                    | "Job"
-                    | "CronJob"
+                "Namespace" | "Node" | "Pod" | "Deployment" | "ReplicaSet" | "DaemonSet" | "Job" | "CronJob"
             );
             assert_eq!(k.has_status, status, "{}", k.kind);
             assert_eq!(by_api_version_kind(&k.api_version(), k.kind), Some(k));

@@ -254,9 +254,7 @@ impl Parser {
             return Requirement::new(key, Operator::Exists, Vec::new());
         }
         let (operator, values) = match self.next() {
-            Some(Token::Equals | Token::DoubleEquals) => {
-                (Operator::Equals, vec![self.single_value()?])
-            }
+            Some(Token::Equals | Token::DoubleEquals) => (Operator::Equals, vec![self.single_value()?]),
             Some(Token::NotEquals) => (Operator::NotEquals, vec![self.single_value()?]),
             Some(Token::Ident(word)) if word == "in" => (Operator::In, self.value_list()?),
             Some(Token::Ident(word)) if word == "notin" => (Operator::NotIn, self.value_list()?),
@@ -321,9 +319,7 @@ impl LabelSelector {
             match parser.next() {
                 None => break,
                 Some(Token::Comma) => {}
-                Some(other) => {
-                    return Err(bad(format!("found {other}, expected: ',' or end of input")))
-                }
+                Some(other) => return Err(bad(format!("found {other}, expected: ',' or end of input"))),
             }
         }
         Ok(Self::from_requirements(requirements))
@@ -378,8 +374,7 @@ impl LabelSelector {
     pub fn from_k8s(sel: &metav1::LabelSelector) -> Result<LabelSelector, ApiError> {
         from_k8s_causes(sel).map_err(|causes| {
             let (field, detail) = causes.into_iter().next().unwrap_or_default();
-            ApiError::bad_request(format!("invalid label selector: {field}: {detail}"))
-                .with_field(field)
+            ApiError::bad_request(format!("invalid label selector: {field}: {detail}")).with_field(field)
         })
     }
 
@@ -399,9 +394,7 @@ impl LabelSelector {
 /// Convert a structured selector, reporting every problem as a
 /// `(field, detail)` pair with the field relative to the selector, so that
 /// object validation can prefix it with e.g. `spec.selector`.
-pub(crate) fn from_k8s_causes(
-    sel: &metav1::LabelSelector,
-) -> Result<LabelSelector, Vec<(String, String)>> {
+pub(crate) fn from_k8s_causes(sel: &metav1::LabelSelector) -> Result<LabelSelector, Vec<(String, String)>> {
     let mut requirements = Vec::new();
     let mut causes = Vec::new();
     for (key, value) in sel.match_labels.iter().flatten() {
@@ -452,8 +445,7 @@ pub(crate) fn from_k8s_causes(
             Operator::In | Operator::NotIn if values.is_empty() => {
                 causes.push((
                     format!("{path}.values"),
-                    "Required value: must be specified when `operator` is 'In' or 'NotIn'"
-                        .to_string(),
+                    "Required value: must be specified when `operator` is 'In' or 'NotIn'".to_string(),
                 ));
                 continue;
             }
@@ -617,9 +609,8 @@ impl FieldSelector {
             return Ok(Self::everything());
         }
         for part in split_unescaped_commas(s) {
-            let bad = |detail: &str| {
-                ApiError::bad_request(format!("invalid field selector: '{part}': {detail}"))
-            };
+            let bad =
+                |detail: &str| ApiError::bad_request(format!("invalid field selector: '{part}': {detail}"));
             let (field, operator, raw) = if let Some((f, v)) = part.split_once("!=") {
                 (f, FieldOperator::NotEquals, v)
             } else if let Some((f, v)) = part.split_once("==") {
@@ -627,9 +618,7 @@ impl FieldSelector {
             } else if let Some((f, v)) = part.split_once('=') {
                 (f, FieldOperator::Equals, v)
             } else {
-                return Err(bad(
-                    "expected 'field=value', 'field==value' or 'field!=value'",
-                ));
+                return Err(bad("expected 'field=value', 'field==value' or 'field!=value'"));
             };
             let field = field.trim();
             if field.is_empty() {
@@ -637,8 +626,7 @@ impl FieldSelector {
             }
             if !SUPPORTED_FIELDS.contains(&field) {
                 return Err(
-                    ApiError::bad_request(format!("field label not supported: {field}"))
-                        .with_field(field),
+                    ApiError::bad_request(format!("field label not supported: {field}")).with_field(field),
                 );
             }
             let value = unescape_value(raw.trim()).map_err(|e| bad(&e))?;
@@ -763,15 +751,10 @@ mod tests {
             ("x,!y,z=1", "x,!y,z=1"),
         ];
         for (input, canonical) in cases {
-            let sel =
-                LabelSelector::parse(input).unwrap_or_else(|e| panic!("parse {input:?}: {e}"));
+            let sel = LabelSelector::parse(input).unwrap_or_else(|e| panic!("parse {input:?}: {e}"));
             assert_eq!(sel.to_string(), *canonical, "{input:?}");
             // The canonical form parses back to the same selector.
-            assert_eq!(
-                LabelSelector::parse(canonical).ok(),
-                Some(sel),
-                "{canonical:?}"
-            );
+            assert_eq!(LabelSelector::parse(canonical).ok(), Some(sel), "{canonical:?}");
         }
     }
 
@@ -843,9 +826,7 @@ mod tests {
         }
         assert!(LabelSelector::everything().matches(&BTreeMap::new()));
         assert!(LabelSelector::everything().is_empty());
-        assert!(!LabelSelector::parse("a")
-            .map(|s| s.is_empty())
-            .unwrap_or(true));
+        assert!(!LabelSelector::parse("a").map(|s| s.is_empty()).unwrap_or(true));
     }
 
     #[test]
@@ -920,12 +901,7 @@ mod tests {
                 Err(e) => e,
             };
             assert_eq!(err.reason, Reason::BadRequest);
-            assert_eq!(
-                err.field.as_deref(),
-                Some(*field),
-                "{input}: {}",
-                err.message
-            );
+            assert_eq!(err.field.as_deref(), Some(*field), "{input}: {}", err.message);
         }
         let err = LabelSelector::from_json(&json!({"matchLabels": "x"}));
         assert_eq!(err.map_err(|e| e.reason), Err(Reason::BadRequest));
@@ -975,10 +951,7 @@ mod tests {
     fn field_selector_errors() {
         let cases: &[(&str, &str)] = &[
             ("spec.foo=x", "field label not supported: spec.foo"),
-            (
-                "metadata.labels=x",
-                "field label not supported: metadata.labels",
-            ),
+            ("metadata.labels=x", "field label not supported: metadata.labels"),
             ("metadata.name", "expected 'field=value'"),
             ("=x", "missing field name"),
             ("metadata.name=a=b", "unescaped '='"),
@@ -1016,11 +989,7 @@ mod tests {
             ("status.phase=", &unbound, true),
             ("spec.unschedulable=true", &node, true),
             ("spec.unschedulable=true", &bound, false),
-            (
-                "involvedObject.kind=Pod,involvedObject.name=p1",
-                &event,
-                true,
-            ),
+            ("involvedObject.kind=Pod,involvedObject.name=p1", &event, true),
             ("type=Warning,reason=BackOff", &event, true),
             ("involvedObject.namespace=", &event, true),
         ];

@@ -102,12 +102,7 @@ impl Errs {
     }
 
     /// `field: Invalid value: <value>: <msg>`.
-    pub(crate) fn invalid<T: Serialize + ?Sized>(
-        &mut self,
-        field: impl Into<String>,
-        value: &T,
-        msg: &str,
-    ) {
+    pub(crate) fn invalid<T: Serialize + ?Sized>(&mut self, field: impl Into<String>, value: &T, msg: &str) {
         self.push(field, format!("Invalid value: {}: {msg}", show(value)));
     }
 
@@ -121,12 +116,7 @@ impl Errs {
     }
 
     /// `field: Unsupported value: "x": supported values: "a", "b"`.
-    pub(crate) fn unsupported(
-        &mut self,
-        field: impl Into<String>,
-        value: &str,
-        supported: &[&str],
-    ) {
+    pub(crate) fn unsupported(&mut self, field: impl Into<String>, value: &str, supported: &[&str]) {
         let list: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();
         self.push(
             field,
@@ -158,11 +148,7 @@ impl Errs {
     }
 
     /// Check that an optional number is ≥ 0.
-    pub(crate) fn non_negative<N: Into<i64> + Copy + Serialize>(
-        &mut self,
-        field: &str,
-        value: Option<N>,
-    ) {
+    pub(crate) fn non_negative<N: Into<i64> + Copy + Serialize>(&mut self, field: &str, value: Option<N>) {
         if let Some(v) = value {
             if v.into() < 0 {
                 self.invalid(field, &v, "must be greater than or equal to 0");
@@ -196,20 +182,12 @@ impl Errs {
             .filter(|n| !n.is_empty())
             .or(meta.generate_name.as_deref())
             .unwrap_or_default();
-        Err(ApiError::invalid_many(
-            &kind.group_kind(),
-            name,
-            &self.causes,
-        ))
+        Err(ApiError::invalid_many(&kind.group_kind(), name, &self.causes))
     }
 }
 
 /// Validate label keys and values of a labels map at `path`.
-pub(crate) fn validate_labels(
-    labels: Option<&BTreeMap<String, String>>,
-    path: &str,
-    errs: &mut Errs,
-) {
+pub(crate) fn validate_labels(labels: Option<&BTreeMap<String, String>>, path: &str, errs: &mut Errs) {
     for (key, value) in labels.into_iter().flatten() {
         if let Err(e) = is_qualified_name(key) {
             errs.invalid(path, key, &e);
@@ -274,9 +252,9 @@ fn check_type_meta(kind: &ResourceKind, obj: &Value) -> Result<(), ApiError> {
         Some(Value::String(v)) if *v == expected_version => {}
         Some(other) => {
             return Err(ApiError::bad_request(format!(
-                "the API version in the data ({}) does not match the expected API version ({expected_version})",
-                other.as_str().map_or_else(|| other.to_string(), str::to_string)
-            ))
+            "the API version in the data ({}) does not match the expected API version ({expected_version})",
+            other.as_str().map_or_else(|| other.to_string(), str::to_string)
+        ))
             .with_field("apiVersion"))
         }
     }
@@ -286,9 +264,7 @@ fn check_type_meta(kind: &ResourceKind, obj: &Value) -> Result<(), ApiError> {
         Some(other) => {
             return Err(ApiError::bad_request(format!(
                 "the kind in the data ({}) does not match the expected kind ({})",
-                other
-                    .as_str()
-                    .map_or_else(|| other.to_string(), str::to_string),
+                other.as_str().map_or_else(|| other.to_string(), str::to_string),
                 kind.kind
             ))
             .with_field("kind"))
@@ -297,20 +273,15 @@ fn check_type_meta(kind: &ResourceKind, obj: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn process<T: Rules>(
-    kind: &ResourceKind,
-    obj: Value,
-    old: Option<&Value>,
-) -> Result<Value, ApiError> {
+fn process<T: Rules>(kind: &ResourceKind, obj: Value, old: Option<&Value>) -> Result<Value, ApiError> {
     check_type_meta(kind, &obj)?;
     let mut new: T = strict::decode(kind, &obj)?;
     // The stored object was validated when written, so it is decoded
     // leniently; failing here means the store holds something corrupt.
     let old: Option<T> = old
         .map(|o| {
-            serde_json::from_value(o.clone()).map_err(|e| {
-                ApiError::internal(format!("stored {} cannot be decoded: {e}", kind.kind))
-            })
+            serde_json::from_value(o.clone())
+                .map_err(|e| ApiError::internal(format!("stored {} cannot be decoded: {e}", kind.kind)))
         })
         .transpose()?;
     if let Some(old) = &old {
@@ -328,8 +299,7 @@ fn process<T: Rules>(
         new.validate_update(old, &mut errs);
     }
     errs.into_result(kind, new.metadata())?;
-    serde_json::to_value(&new)
-        .map_err(|e| ApiError::internal(format!("cannot encode {}: {e}", kind.kind)))
+    serde_json::to_value(&new).map_err(|e| ApiError::internal(format!("cannot encode {}: {e}", kind.kind)))
 }
 
 fn is_unset(s: &Option<String>) -> bool {
@@ -702,10 +672,7 @@ mod tests {
             assert_invalid(&err, field, needle);
         }
         let big = "x".repeat(TOTAL_ANNOTATION_SIZE_LIMIT);
-        let err = create_err(
-            "configmaps",
-            cm(json!({"name": "a", "annotations": {"k": big}})),
-        );
+        let err = create_err("configmaps", cm(json!({"name": "a", "annotations": {"k": big}})));
         assert_invalid(&err, "metadata.annotations", "Too long");
     }
 
@@ -720,11 +687,7 @@ mod tests {
             "configmaps",
             cm(json!({"name": "a", "ownerReferences": [owner("", true)]})),
         );
-        assert_invalid(
-            &err,
-            "metadata.ownerReferences[0].uid",
-            "uid must not be empty",
-        );
+        assert_invalid(&err, "metadata.ownerReferences[0].uid", "uid must not be empty");
         let err = create_err(
             "configmaps",
             cm(json!({"name": "a", "ownerReferences": [owner("u1", true), owner("u2", true)]})),
@@ -764,9 +727,7 @@ mod tests {
             err.message
         );
         assert!(err.message.contains("metadata.name: Invalid value: \"A\""));
-        assert!(err
-            .message
-            .contains("metadata.namespace: Invalid value: \"B\""));
+        assert!(err.message.contains("metadata.namespace: Invalid value: \"B\""));
         assert_eq!(err.field.as_deref(), Some("metadata.name"));
     }
 
@@ -786,10 +747,7 @@ mod tests {
 
         let cases: &[(Value, &str)] = &[
             (json!({"metadata": {"name": "b"}}), "metadata.name"),
-            (
-                json!({"metadata": {"namespace": "other"}}),
-                "metadata.namespace",
-            ),
+            (json!({"metadata": {"namespace": "other"}}), "metadata.namespace"),
             (json!({"metadata": {"uid": "u2"}}), "metadata.uid"),
             (
                 json!({"metadata": {"creationTimestamp": "2025-01-01T00:00:00Z"}}),

@@ -158,7 +158,10 @@ fn raft_config(opts: &Options) -> Result<Arc<openraft::Config>> {
         election_timeout_min: opts.election_timeout_min_ms,
         election_timeout_max: opts.election_timeout_max_ms,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(opts.snapshot_every),
-        max_in_snapshot_log_to_keep: 1000,
+        // Keep a tail of the log after a snapshot so a briefly lagging
+        // follower catches up from entries rather than a whole snapshot.
+        max_in_snapshot_log_to_keep: (opts.snapshot_every / 10).min(1000),
+        purge_batch_size: 256,
         install_snapshot_timeout: 10_000,
         ..Default::default()
     };
@@ -329,7 +332,10 @@ pub async fn init(dir: &Path, listen: &str, advertise: Option<&str>, opts: &Opti
         .await
         .map_err(|e| anyhow!("create initial namespaces: {e}"))?;
     // Written last: its presence means the cluster is usable.
-    write_private(&dir.admin_conf(), &admin_config(&ca, std::slice::from_ref(&advertise))?)?;
+    write_private(
+        &dir.admin_conf(),
+        &admin_config(&ca, std::slice::from_ref(&advertise))?,
+    )?;
     std::fs::write(dir.info(), serde_json::to_vec_pretty(&info)?).context("write replica.json")?;
     tracing::info!(dir = %dir.0.display(), "cluster initialized");
     Ok(running)

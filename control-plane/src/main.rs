@@ -23,6 +23,10 @@ struct Tuning {
     /// Revisions of watch history kept so watchers can resume.
     #[arg(long, default_value_t = 20_000)]
     history_limit: u64,
+    /// Raft log entries between state-machine snapshots (older entries are
+    /// then purged, which bounds the log on disk).
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_every: u64,
 }
 
 impl Tuning {
@@ -32,7 +36,7 @@ impl Tuning {
             election_timeout_min_ms: self.election_timeout_ms,
             election_timeout_max_ms: self.election_timeout_ms * 2,
             history_limit: self.history_limit,
-            ..Options::default()
+            snapshot_every: self.snapshot_every,
         }
     }
 }

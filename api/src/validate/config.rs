@@ -65,10 +65,7 @@ impl Rules for ConfigMap {
             );
         }
         let size: usize = data.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
-            + binary
-                .iter()
-                .map(|(k, v)| k.len() + v.0.len())
-                .sum::<usize>();
+            + binary.iter().map(|(k, v)| k.len() + v.0.len()).sum::<usize>();
         check_size(size, "data", errs);
     }
 
@@ -147,11 +144,7 @@ mod tests {
         assert_eq!(out["data"]["a.txt"], "x");
         let cases: Vec<(Value, &str, &str)> = vec![
             (cm(json!({"a/b": "x"})), "data[a/b]", "a valid config key"),
-            (
-                cm(json!({"..a": "x"})),
-                "data[..a]",
-                "must not start with '..'",
-            ),
+            (cm(json!({"..a": "x"})), "data[..a]", "must not start with '..'"),
             (
                 merge(cm(json!({"k": "x"})), json!({"binaryData": {"k": "AAEC"}})),
                 "data[k]",
@@ -173,10 +166,7 @@ mod tests {
             assert_invalid(&err, field, needle);
         }
         // A ConfigMap has no status; sending one is an unknown field.
-        let err = create_err(
-            "configmaps",
-            merge(cm(json!({})), json!({"status": {"x": 1}})),
-        );
+        let err = create_err("configmaps", merge(cm(json!({})), json!({"status": {"x": 1}})));
         assert_eq!(err.field.as_deref(), Some("status"));
     }
 
@@ -213,10 +203,7 @@ mod tests {
         update(
             "configmaps",
             &mutable,
-            merge(
-                mutable.clone(),
-                json!({"data": {"k": "v2"}, "immutable": true}),
-            ),
+            merge(mutable.clone(), json!({"data": {"k": "v2"}, "immutable": true})),
         );
     }
 
@@ -224,22 +211,14 @@ mod tests {
     fn secret_string_data_is_merged() {
         let out = create(
             "secrets",
-            secret(
-                json!({"data": {"a": "b2xk", "keep": "eA=="}, "stringData": {"a": "new", "b": "hello"}}),
-            ),
+            secret(json!({"data": {"a": "b2xk", "keep": "eA=="}, "stringData": {"a": "new", "b": "hello"}})),
         );
-        assert_eq!(
-            out["data"],
-            json!({"a": "bmV3", "b": "aGVsbG8=", "keep": "eA=="})
-        );
+        assert_eq!(out["data"], json!({"a": "bmV3", "b": "aGVsbG8=", "keep": "eA=="}));
         assert!(out.get("stringData").is_none());
         assert_eq!(out["type"], "Opaque");
 
         // Only stringData.
-        let out = create(
-            "secrets",
-            secret(json!({"stringData": {"password": "s3cr3t"}})),
-        );
+        let out = create("secrets", secret(json!({"stringData": {"password": "s3cr3t"}})));
         assert_eq!(out["data"], json!({"password": "czNjcjN0"}));
 
         // Keys of stringData are validated like data keys.
@@ -260,9 +239,7 @@ mod tests {
         assert_invalid(&err, "data[tls.key]", "Required value");
         create(
             "secrets",
-            secret(
-                json!({"type": "kubernetes.io/tls", "stringData": {"tls.crt": "c", "tls.key": "k"}}),
-            ),
+            secret(json!({"type": "kubernetes.io/tls", "stringData": {"tls.crt": "c", "tls.key": "k"}})),
         );
 
         let old = create("secrets", secret(json!({"stringData": {"a": "1"}})));

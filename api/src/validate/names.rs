@@ -25,9 +25,7 @@ fn is_label_shape(s: &str) -> bool {
     let b = s.as_bytes();
     let edge = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
     match (b.first(), b.last()) {
-        (Some(first), Some(last)) => {
-            edge(first) && edge(last) && b.iter().all(|c| edge(c) || *c == b'-')
-        }
+        (Some(first), Some(last)) => edge(first) && edge(last) && b.iter().all(|c| edge(c) || *c == b'-'),
         _ => false,
     }
 }
@@ -161,16 +159,7 @@ mod tests {
         let long = format!("{}.{}", "a".repeat(126), "b".repeat(126));
         let too_long = "a".repeat(254);
         let ok = ["a", "a.b", "example.com", "web-1.x", long.as_str()];
-        let bad = [
-            "",
-            "a..b",
-            ".a",
-            "a.",
-            "A.b",
-            "a_b",
-            "a.-b",
-            too_long.as_str(),
-        ];
+        let bad = ["", "a..b", ".a", "a.", "A.b", "a_b", "a.-b", too_long.as_str()];
         for s in ok {
             assert_eq!(is_dns1123_subdomain(s), Ok(()), "{s:?}");
         }

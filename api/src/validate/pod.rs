@@ -118,12 +118,7 @@ pub(crate) fn default_template(template: &mut PodTemplateSpec, default_restart: 
 }
 
 /// Validate a pod template: its labels and its pod spec.
-pub(crate) fn validate_template(
-    template: &PodTemplateSpec,
-    path: &str,
-    rule: RestartRule,
-    errs: &mut Errs,
-) {
+pub(crate) fn validate_template(template: &PodTemplateSpec, path: &str, rule: RestartRule, errs: &mut Errs) {
     let labels = template.metadata.as_ref().and_then(|m| m.labels.as_ref());
     validate_labels(labels, &format!("{path}.metadata.labels"), errs);
     let empty = PodSpec::default();
@@ -181,15 +176,9 @@ fn validate_resources(c: &Container, path: &str, errs: &mut Errs) {
     let Some(res) = &c.resources else { return };
     let requests_field = format!("{path}.resources.requests");
     let requests = parse_resource_map(res.requests.as_ref(), &requests_field, errs);
-    let limits = parse_resource_map(
-        res.limits.as_ref(),
-        &format!("{path}.resources.limits"),
-        errs,
-    );
+    let limits = parse_resource_map(res.limits.as_ref(), &format!("{path}.resources.limits"), errs);
     for name in common_keys(&requests, &limits) {
-        if let (Some((req, req_text)), Some((lim, lim_text))) =
-            (requests.get(name), limits.get(name))
-        {
+        if let (Some((req, req_text)), Some((lim, lim_text))) = (requests.get(name), limits.get(name)) {
             if req > lim {
                 errs.invalid(
                     requests_field.clone(),
@@ -229,11 +218,7 @@ fn validate_container(
         if let Some(host_port) = port.host_port.filter(|p| *p != 0) {
             check_port(errs, format!("{ppath}.hostPort"), host_port);
         }
-        errs.one_of(
-            &format!("{ppath}.protocol"),
-            port.protocol.as_deref(),
-            PROTOCOLS,
-        );
+        errs.one_of(&format!("{ppath}.protocol"), port.protocol.as_deref(), PROTOCOLS);
         if let Some(name) = port.name.as_deref() {
             if !is_port_name(name) {
                 errs.invalid(
@@ -303,13 +288,7 @@ pub(crate) fn validate_pod_spec(spec: &PodSpec, path: &str, rule: RestartRule, e
         );
     }
     for (i, c) in spec.containers.iter().enumerate() {
-        validate_container(
-            c,
-            &format!("{path}.containers[{i}]"),
-            &mut names,
-            &volumes,
-            errs,
-        );
+        validate_container(c, &format!("{path}.containers[{i}]"), &mut names, &volumes, errs);
     }
 
     let restart_field = format!("{path}.restartPolicy");
@@ -318,9 +297,7 @@ pub(crate) fn validate_pod_spec(spec: &PodSpec, path: &str, rule: RestartRule, e
         RestartRule::Any => errs.one_of(&restart_field, restart, &["Always", "OnFailure", "Never"]),
         RestartRule::AlwaysOnly => errs.one_of(&restart_field, restart, &["Always"]),
         RestartRule::JobOnly => match restart {
-            None | Some("") => {
-                errs.required(restart_field, "valid values: \"OnFailure\", \"Never\"")
-            }
+            None | Some("") => errs.required(restart_field, "valid values: \"OnFailure\", \"Never\""),
             other => errs.one_of(&restart_field, other, &["OnFailure", "Never"]),
         },
     }
@@ -342,11 +319,7 @@ pub(crate) fn validate_pod_spec(spec: &PodSpec, path: &str, rule: RestartRule, e
             );
         }
     }
-    validate_labels(
-        spec.node_selector.as_ref(),
-        &format!("{path}.nodeSelector"),
-        errs,
-    );
+    validate_labels(spec.node_selector.as_ref(), &format!("{path}.nodeSelector"), errs);
     for (i, t) in spec.tolerations.iter().flatten().enumerate() {
         let tpath = format!("{path}.tolerations[{i}]");
         let key_empty = t.key.as_deref().is_none_or(str::is_empty);
@@ -369,9 +342,7 @@ pub(crate) fn validate_pod_spec(spec: &PodSpec, path: &str, rule: RestartRule, e
                     );
                 }
             }
-            Some(other) => {
-                errs.unsupported(format!("{tpath}.operator"), other, &["Equal", "Exists"])
-            }
+            Some(other) => errs.unsupported(format!("{tpath}.operator"), other, &["Equal", "Exists"]),
         }
         if let Some(effect) = t.effect.as_deref().filter(|e| !e.is_empty()) {
             errs.one_of(
@@ -398,9 +369,7 @@ pub(crate) fn validate_pod_spec_update(old: &PodSpec, new: &PodSpec, errs: &mut 
             n.image.clone_from(&o.image);
         }
     }
-    if let (Some(new_init), Some(old_init)) =
-        (&mut normalized.init_containers, &old.init_containers)
-    {
+    if let (Some(new_init), Some(old_init)) = (&mut normalized.init_containers, &old.init_containers) {
         if new_init.len() == old_init.len() {
             for (n, o) in new_init.iter_mut().zip(old_init) {
                 n.image.clone_from(&o.image);
@@ -432,9 +401,7 @@ pub(crate) fn validate_pod_spec_update(old: &PodSpec, new: &PodSpec, errs: &mut 
     let old_gates = old.scheduling_gates.as_deref().unwrap_or_default();
     let new_gates = new.scheduling_gates.as_deref().unwrap_or_default();
     if new_gates.iter().all(|g| old_gates.contains(g)) {
-        normalized
-            .scheduling_gates
-            .clone_from(&old.scheduling_gates);
+        normalized.scheduling_gates.clone_from(&old.scheduling_gates);
     }
 
     let unbound = old.node_name.as_deref().is_none_or(str::is_empty);
@@ -567,11 +534,7 @@ mod tests {
     fn pod_validation_table() {
         let c = |extra: Value| merge(json!({"name": "app", "image": "nginx"}), extra);
         let cases: Vec<(Value, &str, &str)> = vec![
-            (
-                json!({"containers": []}),
-                "spec.containers",
-                "Required value",
-            ),
+            (json!({"containers": []}), "spec.containers", "Required value"),
             (json!({}), "spec.containers", "Required value"),
             (
                 json!({"containers": [{"name": "app"}]}),
@@ -756,9 +719,7 @@ mod tests {
     fn malformed_pod_fields() {
         let err = create_err(
             "pods",
-            pod(
-                json!({"containers": [{"name": "a", "image": "x", "ports": [{"containerPort": "80"}]}]}),
-            ),
+            pod(json!({"containers": [{"name": "a", "image": "x", "ports": [{"containerPort": "80"}]}]})),
         );
         assert_eq!(err.reason, Reason::BadRequest);
         assert_eq!(
@@ -828,10 +789,7 @@ mod tests {
         let err = update_err(
             "pods",
             &old,
-            merge(
-                old.clone(),
-                json!({"spec": {"activeDeadlineSeconds": null}}),
-            ),
+            merge(old.clone(), json!({"spec": {"activeDeadlineSeconds": null}})),
         );
         assert_invalid(&err, "spec.activeDeadlineSeconds", "to nil value");
 

@@ -59,11 +59,7 @@ impl Rules for Event {
         let event_ns = self.metadata.namespace.as_deref().unwrap_or_default();
         if let Some(ns) = self.involved_object.namespace.as_deref() {
             if !ns.is_empty() && ns != event_ns {
-                errs.invalid(
-                    "involvedObject.namespace",
-                    ns,
-                    "does not match event.namespace",
-                );
+                errs.invalid("involvedObject.namespace", ns, "does not match event.namespace");
             }
         }
         errs.non_negative("count", self.count);
@@ -151,15 +147,8 @@ mod tests {
             "events",
             merge(ev.clone(), json!({"involvedObject": {"namespace": "dev"}})),
         );
-        assert_invalid(
-            &err,
-            "involvedObject.namespace",
-            "does not match event.namespace",
-        );
-        let err = create_err(
-            "events",
-            merge(ev, json!({"involvedObject": {"nmae": "x"}})),
-        );
+        assert_invalid(&err, "involvedObject.namespace", "does not match event.namespace");
+        let err = create_err("events", merge(ev, json!({"involvedObject": {"nmae": "x"}})));
         assert_eq!(err.field.as_deref(), Some("involvedObject.nmae"));
     }
 

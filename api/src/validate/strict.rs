@@ -215,10 +215,7 @@ mod tests {
                 json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w", "lables": {"a": "b"}}}),
                 "metadata.lables",
             ),
-            (
-                deployment(json!({"replicas": 1, "replica": 2})),
-                "spec.replica",
-            ),
+            (deployment(json!({"replicas": 1, "replica": 2})), "spec.replica"),
             (
                 deployment(json!({"template": {"spec": {"containers": [
                     {"name": "a", "image": "x"},
@@ -286,9 +283,7 @@ mod tests {
             ),
             (deployment(json!("nope")), "spec", "invalid type: string"),
             (
-                deployment(
-                    json!({"template": {"spec": {"containers": [{"name": "a"}, {"name": 5}]}}}),
-                ),
+                deployment(json!({"template": {"spec": {"containers": [{"name": "a"}, {"name": 5}]}}})),
                 "spec.template.spec.containers[1].name",
                 "invalid type: integer `5`",
             ),
@@ -312,9 +307,8 @@ mod tests {
             assert_eq!(err.field.as_deref(), Some(*field), "{}", err.message);
             assert!(err.message.contains(needle), "{}", err.message);
             assert!(
-                err.message.starts_with(
-                    "Deployment in version \"v1\" cannot be handled as a Deployment: "
-                ),
+                err.message
+                    .starts_with("Deployment in version \"v1\" cannot be handled as a Deployment: "),
                 "{}",
                 err.message
             );
@@ -357,10 +351,7 @@ mod tests {
     fn find_unknown_paths() {
         let input = json!({"a": {"b": [{"c": 1}, {"c": 1, "d": 2}]}});
         let round = json!({"a": {"b": [{"c": "1"}, {"c": "1"}]}});
-        assert_eq!(
-            find_unknown(&input, &round, ""),
-            Some("a.b[1].d".to_string())
-        );
+        assert_eq!(find_unknown(&input, &round, ""), Some("a.b[1].d".to_string()));
         assert_eq!(find_unknown(&round, &input, ""), None);
         assert_eq!(
             find_unknown(&json!({"x": null, "y": [], "z": {}}), &json!({}), ""),

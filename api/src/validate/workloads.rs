@@ -124,10 +124,7 @@ impl Rules for Deployment {
         if strategy.type_.as_deref() == Some("RollingUpdate") {
             let ru = strategy.rolling_update.get_or_insert_with(Default::default);
             set_default(&mut ru.max_surge, IntOrString::String("25%".to_string()));
-            set_default(
-                &mut ru.max_unavailable,
-                IntOrString::String("25%".to_string()),
-            );
+            set_default(&mut ru.max_unavailable, IntOrString::String("25%".to_string()));
         }
         default_template(&mut spec.template, true);
     }
@@ -170,29 +167,17 @@ impl Rules for Deployment {
                             errs,
                         );
                         let field = "spec.strategy.rollingUpdate.maxUnavailable";
-                        let unavailable_zero =
-                            check_int_or_percent(ru.max_unavailable.as_ref(), field, errs);
+                        let unavailable_zero = check_int_or_percent(ru.max_unavailable.as_ref(), field, errs);
                         if surge_zero && unavailable_zero {
-                            errs.invalid(
-                                field,
-                                &ru.max_unavailable,
-                                "may not be 0 when `maxSurge` is 0",
-                            );
+                            errs.invalid(field, &ru.max_unavailable, "may not be 0 when `maxSurge` is 0");
                         }
                     }
                 }
-                Some(other) => {
-                    errs.unsupported("spec.strategy.type", other, &["Recreate", "RollingUpdate"])
-                }
+                Some(other) => errs.unsupported("spec.strategy.type", other, &["Recreate", "RollingUpdate"]),
             }
         }
         validate_selector(&spec.selector, &spec.template, "spec", "deployment", errs);
-        validate_template(
-            &spec.template,
-            "spec.template",
-            RestartRule::AlwaysOnly,
-            errs,
-        );
+        validate_template(&spec.template, "spec.template", RestartRule::AlwaysOnly, errs);
     }
 
     fn validate_update(&self, old: &Self, errs: &mut Errs) {
@@ -252,31 +237,19 @@ impl Rules for DaemonSet {
                             errs,
                         );
                         let field = "spec.updateStrategy.rollingUpdate.maxUnavailable";
-                        let unavailable_zero =
-                            check_int_or_percent(ru.max_unavailable.as_ref(), field, errs);
+                        let unavailable_zero = check_int_or_percent(ru.max_unavailable.as_ref(), field, errs);
                         if surge_zero && unavailable_zero {
-                            errs.invalid(
-                                field,
-                                &ru.max_unavailable,
-                                "cannot be 0 when maxSurge is 0",
-                            );
+                            errs.invalid(field, &ru.max_unavailable, "cannot be 0 when maxSurge is 0");
                         }
                     }
                 }
-                Some(other) => errs.unsupported(
-                    "spec.updateStrategy.type",
-                    other,
-                    &["OnDelete", "RollingUpdate"],
-                ),
+                Some(other) => {
+                    errs.unsupported("spec.updateStrategy.type", other, &["OnDelete", "RollingUpdate"])
+                }
             }
         }
         validate_selector(&spec.selector, &spec.template, "spec", "daemonset", errs);
-        validate_template(
-            &spec.template,
-            "spec.template",
-            RestartRule::AlwaysOnly,
-            errs,
-        );
+        validate_template(&spec.template, "spec.template", RestartRule::AlwaysOnly, errs);
     }
 
     fn validate_update(&self, old: &Self, errs: &mut Errs) {
@@ -344,10 +317,7 @@ fn validate_job_spec(spec: &JobSpec, path: &str, generated_uid: Option<&str>, er
         None | Some("NonIndexed") => {}
         Some("Indexed") => {
             if spec.completions.is_none() {
-                errs.required(
-                    format!("{path}.completions"),
-                    "when completion mode is Indexed",
-                );
+                errs.required(format!("{path}.completions"), "when completion mode is Indexed");
             }
         }
         Some(other) => errs.unsupported(
@@ -368,10 +338,7 @@ fn validate_job_spec(spec: &JobSpec, path: &str, generated_uid: Option<&str>, er
             // Only the selector the server generates is acceptable.
             let labels = selector.match_labels.clone().unwrap_or_default();
             let generated = labels.len() == 1
-                && selector
-                    .match_expressions
-                    .as_ref()
-                    .is_none_or(|e| e.is_empty())
+                && selector.match_expressions.as_ref().is_none_or(|e| e.is_empty())
                 && labels
                     .get(CONTROLLER_UID_LABEL)
                     .is_some_and(|v| !v.is_empty() && (uid.is_empty() || v == uid));
@@ -431,9 +398,7 @@ impl Rules for Job {
             LEGACY_JOB_NAME_LABEL,
         ] {
             if let Some(value) = old_labels.and_then(|l| l.get(key)) {
-                new_labels
-                    .entry(key.to_string())
-                    .or_insert_with(|| value.clone());
+                new_labels.entry(key.to_string()).or_insert_with(|| value.clone());
             }
         }
     }
@@ -441,12 +406,7 @@ impl Rules for Job {
     fn validate(&self, errs: &mut Errs) {
         let empty = JobSpec::default();
         let uid = self.metadata.uid.as_deref().unwrap_or_default();
-        validate_job_spec(
-            self.spec.as_ref().unwrap_or(&empty),
-            "spec",
-            Some(uid),
-            errs,
-        );
+        validate_job_spec(self.spec.as_ref().unwrap_or(&empty), "spec", Some(uid), errs);
     }
 
     fn validate_update(&self, old: &Self, errs: &mut Errs) {
@@ -495,18 +455,12 @@ impl Rules for CronJob {
             spec.concurrency_policy.as_deref(),
             &["Allow", "Forbid", "Replace"],
         );
-        errs.non_negative(
-            "spec.startingDeadlineSeconds",
-            spec.starting_deadline_seconds,
-        );
+        errs.non_negative("spec.startingDeadlineSeconds", spec.starting_deadline_seconds);
         errs.non_negative(
             "spec.successfulJobsHistoryLimit",
             spec.successful_jobs_history_limit,
         );
-        errs.non_negative(
-            "spec.failedJobsHistoryLimit",
-            spec.failed_jobs_history_limit,
-        );
+        errs.non_negative("spec.failedJobsHistoryLimit", spec.failed_jobs_history_limit);
         let labels = spec
             .job_template
             .metadata
@@ -527,10 +481,7 @@ fn object_at<'a>(v: &'a mut Value, path: &[&str]) -> Option<&'a mut Map<String, 
         if cur.is_null() {
             *cur = Value::Object(Map::new());
         }
-        cur = cur
-            .as_object_mut()?
-            .entry(key.to_string())
-            .or_insert(Value::Null);
+        cur = cur.as_object_mut()?.entry(key.to_string()).or_insert(Value::Null);
     }
     if cur.is_null() {
         *cur = Value::Object(Map::new());
@@ -610,9 +561,7 @@ fn cron_value(s: &str, field: usize) -> Result<u32, String> {
     if let Some(i) = names.iter().position(|n| *n == lower) {
         // Month names start at 1, day names at 0 (Sunday).
         let offset = if min == 1 { 1 } else { 0 };
-        return u32::try_from(i)
-            .map(|i| i + offset)
-            .map_err(|e| e.to_string());
+        return u32::try_from(i).map(|i| i + offset).map_err(|e| e.to_string());
     }
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("invalid {name} value \"{s}\""));
@@ -858,8 +807,7 @@ mod tests {
             let err = create_err("deployments", merge(deployment(), patch));
             assert_invalid(&err, field, needle);
             assert!(
-                err.message
-                    .starts_with("Deployment.apps \"web\" is invalid: "),
+                err.message.starts_with("Deployment.apps \"web\" is invalid: "),
                 "{}",
                 err.message
             );
@@ -1192,11 +1140,7 @@ mod tests {
                 json!({"spec": {"parallelism": 4, "suspend": true, "activeDeadlineSeconds": 60}}),
             ),
         );
-        update(
-            "jobs",
-            &old,
-            merge(old.clone(), json!({"status": {"active": 1}})),
-        );
+        update("jobs", &old, merge(old.clone(), json!({"status": {"active": 1}})));
     }
 
     #[test]
@@ -1342,10 +1286,7 @@ mod tests {
                          "data": {"spec": {"template": {"anything": ["goes", 1]}}}});
         let old = create("controllerrevisions", rev.clone());
         assert_eq!(old["data"], rev["data"]);
-        let err = create_err(
-            "controllerrevisions",
-            merge(rev.clone(), json!({"revision": -1})),
-        );
+        let err = create_err("controllerrevisions", merge(rev.clone(), json!({"revision": -1})));
         assert_invalid(&err, "revision", "greater than or equal to 0");
         let err = update_err(
             "controllerrevisions",
