@@ -48,6 +48,9 @@ struct StoreArgs {
     /// Measure rk only.
     #[arg(long)]
     skip_etcd: bool,
+    /// Replicas per system (failover needs at least 3).
+    #[arg(long, default_value_t = 3)]
+    replicas: usize,
 }
 
 impl Default for StoreArgs {
@@ -58,6 +61,7 @@ impl Default for StoreArgs {
             in_flight: 64,
             kills: 5,
             skip_etcd: false,
+            replicas: 3,
         }
     }
 }
@@ -81,7 +85,7 @@ fn rk_object(name: &str, value: &str) -> serde_json::Value {
 }
 
 async fn rk_store(args: &StoreArgs) -> Result<StoreFigures> {
-    let mut cluster = Cluster::start(3);
+    let mut cluster = Cluster::start(args.replicas);
     let mut figs = StoreFigures::default();
     let leader = cluster
         .leader(Duration::from_secs(10))

@@ -214,7 +214,7 @@ async fn start(
     let key_pem = read(&dir.pki("replica.key"))?;
     let token = JoinToken::parse(&read(&dir.join_token())?).context("parse join-token")?;
     let db = open_db(&dir.db()).with_context(|| format!("open database {}", dir.db().display()))?;
-    let log = LogStore::new(db.clone());
+    let log = LogStore::new(db.clone()).context("start the log sync thread")?;
     let (sm, store) = StateMachine::open(db, info.id, opts.history_limit)
         .map_err(|e| anyhow!("open state machine: {e}"))?;
     let net = Network::new(TlsIdentity {

@@ -49,7 +49,9 @@ pub async fn serve(
     .max_decoding_message_size(1 << 30)
     .max_encoding_message_size(1 << 30);
     let cluster = ClusterServer::new(cluster::ClusterSvc { replica });
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Small request/response messages must not wait for Nagle's algorithm
+    // (40 ms with delayed ACKs): every accepted socket gets TCP_NODELAY.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     Server::builder()
         .tls_config(tls_config)?
         .tcp_nodelay(true)

@@ -105,14 +105,23 @@ fn get_json<T: for<'de> Deserialize<'de>>(
 // ---------------------------------------------------------------- log
 
 /// The Raft log on RocksDB.
+///
+/// Appends are written at once, in order, but made durable by a separate
+/// syncer thread that fsyncs the write-ahead log once for every append
+/// queued since its last sync (group commit). Raft learns an entry is
+/// durable only through the flush callback, which the syncer calls after
+/// the fsync, so no entry is counted toward a quorum before it is on disk,
+/// while the Raft core never blocks on an fsync.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
+    syncer: std::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
 }
 
 impl LogStore {
-    pub fn new(db: Arc<DB>) -> Self {
-        Self { db }
+    pub fn new(db: Arc<DB>) -> std::io::Result<Self> {
+        let syncer = spawn_syncer(db.clone())?;
+        Ok(Self { db, syncer })
     }
 
     fn put_raft<T: Serialize>(&self, key: &[u8], value: &T, sync: bool) -> Result<(), StorageError> {
@@ -123,6 +132,27 @@ impl LogStore {
             .put_cf_opt(cf(&self.db, CF_RAFT), key, bytes, &wo)
             .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
     }
+}
+
+/// Starts the group-commit thread. It exits when every LogStore handle
+/// (and so every sender) is gone.
+fn spawn_syncer(db: Arc<DB>) -> std::io::Result<std::sync::mpsc::Sender<LogFlushed<TypeConfig>>> {
+    let (tx, rx) = std::sync::mpsc::channel::<LogFlushed<TypeConfig>>();
+    std::thread::Builder::new()
+        .name("rk-log-sync".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut waiting = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    waiting.push(more);
+                }
+                let result = db.flush_wal(true).map_err(|e| e.to_string());
+                for cb in waiting {
+                    cb.log_io_completed(result.clone().map_err(std::io::Error::other));
+                }
+            }
+        })?;
+    Ok(tx)
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -204,14 +234,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let bytes = serde_json::to_vec(&e).map_err(write_err)?;
             batch.put_cf(cf_log, be(e.log_id.index), bytes);
         }
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        let res = self.db.write_opt(batch, &wo);
-        // The callback reports durability to Raft; only a synced write may
-        // count as flushed.
-        match res {
+        // Written now (so later reads and appends see it, in order), made
+        // durable by the syncer, which reports the flush to Raft.
+        match self.db.write(batch) {
             Ok(()) => {
-                callback.log_io_completed(Ok(()));
+                if let Err(std::sync::mpsc::SendError(cb)) = self.syncer.send(callback) {
+                    cb.log_io_completed(Err(std::io::Error::other("log sync thread is gone")));
+                }
                 Ok(())
             }
             Err(e) => {
