@@ -169,6 +169,11 @@ async fn rk_store(args: &StoreArgs) -> Result<StoreFigures> {
             }
         }
         failovers.push(killed.elapsed());
+        let new_leader = cluster.leader(Duration::from_secs(5)).await;
+        eprintln!(
+            "  rk kill {k}: killed replica {leader}, first write after {:?}, new leader {new_leader:?}",
+            killed.elapsed()
+        );
         cluster.restart(leader);
         // Let the restarted member catch up before the next kill.
         tokio::time::sleep(Duration::from_secs(2)).await;

@@ -43,9 +43,9 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            heartbeat_ms: 50,
-            election_timeout_min_ms: 150,
-            election_timeout_max_ms: 300,
+            heartbeat_ms: 40,
+            election_timeout_min_ms: 100,
+            election_timeout_max_ms: 200,
             history_limit: 20_000,
             snapshot_every: 10_000,
         }

@@ -15,10 +15,13 @@ struct Cli {
 #[derive(Args, Clone)]
 struct Tuning {
     /// Raft heartbeat interval.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 40)]
     heartbeat_ms: u64,
-    /// Lower bound of the randomized election timeout; the upper bound is twice this.
-    #[arg(long, default_value_t = 150)]
+    /// Lower bound of the randomized election timeout; the upper bound is
+    /// twice this. A follower starts an election after the leader lease
+    /// (the upper bound) plus a random timeout, so failover takes roughly
+    /// 3-4x this value.
+    #[arg(long, default_value_t = 100)]
     election_timeout_ms: u64,
     /// Revisions of watch history kept so watchers can resume.
     #[arg(long, default_value_t = 20_000)]
