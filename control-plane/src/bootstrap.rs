@@ -227,6 +227,7 @@ async fn start(
         .map_err(|e| anyhow!("start raft: {e}"))?;
     let replica = Arc::new(Replica {
         id: info.id,
+        batcher: crate::replica::Batcher::spawn(raft.clone()),
         raft,
         store,
         net,

@@ -16,9 +16,103 @@ use std::time::Duration;
 /// ServiceUnavailable (a client then tries another replica).
 const LEADER_WAIT: Duration = Duration::from_secs(3);
 
+/// Most commands one Raft entry carries.
+const MAX_BATCH: usize = 256;
+/// Batches in flight at once: while they are, new proposals queue up and
+/// form the next batch.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// What the batcher answers a proposal with.
+enum Submitted {
+    /// This replica is not (or no longer) the leader: try elsewhere.
+    NotLeader,
+    Done(Result<Applied, ApiError>),
+}
+
+type Proposal = (Command, tokio::sync::oneshot::Sender<Submitted>);
+
+/// Hands proposals to Raft in batches: whatever queued up while earlier
+/// batches were in flight goes into one log entry. A lone proposal goes
+/// out at once, so batching adds no latency when the load is light.
+pub struct Batcher {
+    tx: tokio::sync::mpsc::Sender<Proposal>,
+}
+
+impl Batcher {
+    pub fn spawn(raft: Raft) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Proposal>(MAX_BATCH * BATCHES_IN_FLIGHT);
+        tokio::spawn(async move {
+            let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
+            while let Some(first) = rx.recv().await {
+                // Waiting for a permit first lets the next batch grow.
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return;
+                };
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(p) => batch.push(p),
+                        Err(_) => break,
+                    }
+                }
+                let raft = raft.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let (mut cmds, waiters): (Vec<Command>, Vec<_>) = batch.into_iter().unzip();
+                    let cmd = if cmds.len() == 1 {
+                        cmds.remove(0)
+                    } else {
+                        Command::Batch(cmds)
+                    };
+                    match raft.client_write(cmd).await {
+                        Ok(resp) => {
+                            let mut outcomes = resp.data.outcomes.into_iter();
+                            for w in waiters {
+                                let r = match outcomes.next() {
+                                    Some(o) => o.map_err(ApiError::from),
+                                    None => Err(ApiError::new(
+                                        Reason::InternalError,
+                                        "the command produced no result",
+                                    )),
+                                };
+                                let _ = w.send(Submitted::Done(r));
+                            }
+                        }
+                        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                            for w in waiters {
+                                let _ = w.send(Submitted::NotLeader);
+                            }
+                        }
+                        Err(e) => {
+                            let err = match e {
+                                RaftError::Fatal(f) => unavailable(format!("replica stopped: {f}")),
+                                other => ApiError::new(Reason::InternalError, other.to_string()),
+                            };
+                            for w in waiters {
+                                let _ = w.send(Submitted::Done(Err(err.clone())));
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Batcher { tx }
+    }
+
+    async fn submit(&self, cmd: Command) -> Submitted {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.tx.send((cmd, tx)).await.is_err() {
+            return Submitted::Done(Err(unavailable("replica shutting down")));
+        }
+        rx.await
+            .unwrap_or_else(|_| Submitted::Done(Err(unavailable("replica shutting down"))))
+    }
+}
+
 pub struct Replica {
     pub id: NodeId,
     pub raft: Raft,
+    pub batcher: Batcher,
     pub store: ObjectStore,
     pub net: Network,
     pub ca: CertificateAuthority,
@@ -46,13 +140,9 @@ impl Replica {
         loop {
             let leader = self.raft.metrics().borrow().current_leader;
             let result = if leader == Some(self.id) {
-                match self.raft.client_write(cmd.clone()).await {
-                    Ok(resp) => Some(outcome(resp.data)),
-                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => None,
-                    Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                        Some(Err(ApiError::new(Reason::InternalError, e.to_string())))
-                    }
-                    Err(RaftError::Fatal(e)) => Some(Err(unavailable(format!("replica stopped: {e}")))),
+                match self.batcher.submit(cmd.clone()).await {
+                    Submitted::Done(r) => Some(r),
+                    Submitted::NotLeader => None,
                 }
             } else if let Some((_, addr)) = self.leader_addr().await {
                 match self.forward_propose(&addr, &cmd).await {
@@ -78,12 +168,9 @@ impl Replica {
     /// Applies a command that a follower forwarded. Never forwards again:
     /// if leadership moved meanwhile the follower retries.
     pub async fn propose_local(&self, cmd: Command) -> Result<Applied, ApiError> {
-        match self.raft.client_write(cmd).await {
-            Ok(resp) => outcome(resp.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(unavailable("not the leader"))
-            }
-            Err(e) => Err(unavailable(e.to_string())),
+        match self.batcher.submit(cmd).await {
+            Submitted::Done(r) => r,
+            Submitted::NotLeader => Err(unavailable("not the leader")),
         }
     }
 
@@ -166,16 +253,5 @@ impl Replica {
             Ok(log_id) => Ok(log_id.map(|l| l.index).unwrap_or(0)),
             Err(e) => Err(unavailable(e.to_string())),
         }
-    }
-}
-
-fn outcome(r: CommandResult) -> Result<Applied, ApiError> {
-    match r.outcome {
-        Some(Ok(a)) => Ok(a),
-        Some(Err(e)) => Err(e.into()),
-        None => Err(ApiError::new(
-            Reason::InternalError,
-            "the command produced no result",
-        )),
     }
 }

@@ -467,6 +467,80 @@ impl StateMachine {
         ))
     }
 
+    /// Applies one command (a batch: each of its commands in order, each
+    /// with its own revision), adding one outcome per command.
+    fn apply_command(
+        &mut self,
+        log_id: LogId,
+        cmd: Command,
+        batch: &mut WriteBatch,
+        pending: &mut std::collections::HashMap<String, Option<Value>>,
+        revisions: &mut Vec<RevisionEvents>,
+        outcomes: &mut Vec<Result<Applied, WireError>>,
+    ) -> Result<(), StorageError> {
+        match cmd {
+            Command::Batch(cmds) => {
+                for c in cmds {
+                    // Batches do not nest: the proposer only wraps single
+                    // commands, and a nested one is applied as a unit.
+                    self.apply_command(log_id, c, batch, pending, revisions, outcomes)?;
+                }
+            }
+            Command::AllocateReplicaId => {
+                let id = self.next_replica_id;
+                self.next_replica_id += 1;
+                outcomes.push(Ok(Applied {
+                    revision: self.revision,
+                    objects: vec![],
+                    replica_id: id,
+                }));
+            }
+            Command::Txn(txn) => {
+                let next = self.revision + 1;
+                let overlay = Overlay {
+                    db: &self.db,
+                    pending,
+                };
+                let outcome = objects::apply_txn(&overlay, next, &txn)
+                    .map_err(|e| StorageIOError::apply(log_id, AnyError::error(e)))?;
+                match outcome {
+                    Err(e) => outcomes.push(Err(e.into())),
+                    Ok(fx) => {
+                        self.revision = next;
+                        let cf_objects = cf(&self.db, CF_OBJECTS);
+                        for (k, v) in fx.writes {
+                            match &v {
+                                Some(obj) => batch.put_cf(
+                                    cf_objects,
+                                    k.as_bytes(),
+                                    serde_json::to_vec(obj).map_err(write_err)?,
+                                ),
+                                None => batch.delete_cf(cf_objects, k.as_bytes()),
+                            }
+                            pending.insert(k, v);
+                        }
+                        let rev_events = RevisionEvents {
+                            revision: next,
+                            events: fx.events,
+                        };
+                        batch.put_cf(
+                            cf(&self.db, CF_HISTORY),
+                            be(next),
+                            serde_json::to_vec(&rev_events).map_err(write_err)?,
+                        );
+                        revisions.push(rev_events);
+                        outcomes.push(Ok(Applied {
+                            revision: next,
+                            objects: fx.objects,
+                            replica_id: self.replica_id,
+                        }));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn meta_put<T: Serialize>(&self, batch: &mut WriteBatch, key: &[u8], v: &T) -> Result<(), StorageError> {
         batch.put_cf(
             cf(&self.db, CF_META),
@@ -554,8 +628,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut pending: std::collections::HashMap<String, Option<Value>> = Default::default();
         let mut results = Vec::new();
         let mut revisions = Vec::new();
-        let cf_objects = cf(&self.db, CF_OBJECTS);
-        let cf_history = cf(&self.db, CF_HISTORY);
         for entry in entries {
             self.last_applied = Some(entry.log_id);
             match entry.payload {
@@ -564,68 +636,24 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
                     results.push(CommandResult::default());
                 }
-                EntryPayload::Normal(Command::AllocateReplicaId) => {
-                    let id = self.next_replica_id;
-                    self.next_replica_id += 1;
-                    results.push(CommandResult {
-                        outcome: Some(Ok(Applied {
-                            revision: self.revision,
-                            objects: vec![],
-                            replica_id: id,
-                        })),
-                    });
-                }
-                EntryPayload::Normal(Command::Txn(txn)) => {
-                    let next = self.revision + 1;
-                    let overlay = Overlay {
-                        db: &self.db,
-                        pending: &pending,
-                    };
-                    let outcome = objects::apply_txn(&overlay, next, &txn)
-                        .map_err(|e| StorageIOError::apply(entry.log_id, AnyError::error(e)))?;
-                    match outcome {
-                        Err(e) => results.push(CommandResult {
-                            outcome: Some(Err(e.into())),
-                        }),
-                        Ok(fx) => {
-                            self.revision = next;
-                            for (k, v) in fx.writes {
-                                match &v {
-                                    Some(obj) => batch.put_cf(
-                                        cf_objects,
-                                        k.as_bytes(),
-                                        serde_json::to_vec(obj).map_err(write_err)?,
-                                    ),
-                                    None => batch.delete_cf(cf_objects, k.as_bytes()),
-                                }
-                                pending.insert(k, v);
-                            }
-                            let rev_events = RevisionEvents {
-                                revision: next,
-                                events: fx.events,
-                            };
-                            batch.put_cf(
-                                cf_history,
-                                be(next),
-                                serde_json::to_vec(&rev_events).map_err(write_err)?,
-                            );
-                            revisions.push(rev_events);
-                            results.push(CommandResult {
-                                outcome: Some(Ok(Applied {
-                                    revision: next,
-                                    objects: fx.objects,
-                                    replica_id: self.replica_id,
-                                })),
-                            });
-                        }
-                    }
+                EntryPayload::Normal(cmd) => {
+                    let mut outcomes = Vec::new();
+                    self.apply_command(
+                        entry.log_id,
+                        cmd,
+                        &mut batch,
+                        &mut pending,
+                        &mut revisions,
+                        &mut outcomes,
+                    )?;
+                    results.push(CommandResult { outcomes });
                 }
             }
         }
         // Bound the watch history: drop the oldest revisions in chunks.
         if self.revision > self.compacted + self.history_limit + self.history_limit / 10 {
             let new_compacted = self.revision - self.history_limit;
-            batch.delete_range_cf(cf_history, be(0), be(new_compacted + 1));
+            batch.delete_range_cf(cf(&self.db, CF_HISTORY), be(0), be(new_compacted + 1));
             self.compacted = new_compacted;
             self.meta_put(&mut batch, KEY_COMPACTED, &self.compacted)?;
         }
@@ -781,14 +809,14 @@ mod tests {
                 .expect("apply");
             assert_eq!(
                 res[1]
-                    .outcome
-                    .as_ref()
+                    .outcomes
+                    .first()
                     .and_then(|r| r.as_ref().ok())
                     .map(|a| a.revision),
                 Some(2)
             );
             // The duplicate in the same batch sees the first create.
-            assert!(matches!(res[2].outcome, Some(Err(_))));
+            assert!(matches!(res[2].outcomes.first(), Some(Err(_))));
             assert_eq!(store.revision(), 2);
             let (items, rev) = store.list_prefix("configmaps/").expect("list");
             assert_eq!((items.len(), rev), (1, 2));
@@ -801,6 +829,26 @@ mod tests {
         assert_eq!(store.revision(), 2);
         let h = store.history(0, 10).expect("history");
         assert_eq!(h.iter().map(|r| r.revision).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_entry_applies_each_command_with_its_own_revision() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = open_db(dir.path()).expect("open");
+        let (mut sm, store) = StateMachine::open(db, 1, 1000).expect("sm");
+        sm.apply(vec![entry(1, create("ns-default"))])
+            .await
+            .expect("apply");
+        let batch = Command::Batch(vec![create("a"), create("a"), create("b")]);
+        let res = sm.apply(vec![entry(2, batch)]).await.expect("apply");
+        let outcomes = &res[0].outcomes;
+        assert_eq!(outcomes.len(), 3, "one outcome per command");
+        assert_eq!(outcomes[0].as_ref().map(|a| a.revision).ok(), Some(2));
+        assert!(outcomes[1].is_err(), "the duplicate fails alone");
+        assert_eq!(outcomes[2].as_ref().map(|a| a.revision).ok(), Some(3));
+        assert_eq!(store.revision(), 3);
+        let h = store.history(1, 3).expect("history");
+        assert_eq!(h.iter().map(|r| r.revision).collect::<Vec<_>>(), vec![2, 3]);
     }
 
     #[tokio::test]

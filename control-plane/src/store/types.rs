@@ -33,6 +33,10 @@ pub enum Command {
     Txn(Txn),
     /// Hands out a unique replica id for a joining member.
     AllocateReplicaId,
+    /// Several commands in one log entry, applied in order, each with its
+    /// own revision and outcome. The leader batches concurrent proposals so
+    /// one Raft entry (one fsync, one replication round) carries many.
+    Batch(Vec<Command>),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,7 +87,9 @@ pub enum Op {
 /// failure.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CommandResult {
-    pub outcome: Option<Result<Applied, WireError>>,
+    /// One per command: a single command has one, a batch one per member,
+    /// blank and membership entries none.
+    pub outcomes: Vec<Result<Applied, WireError>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
