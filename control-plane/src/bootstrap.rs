@@ -243,6 +243,10 @@ async fn start(
         ca_pem: ca.cert_pem.clone(),
     };
     let server = tokio::spawn(server::serve(replica.clone(), listener, tls, shutdown.clone()));
+    tokio::spawn(crate::controllers::run_while_leader(
+        replica.clone(),
+        shutdown.clone(),
+    ));
     tracing::info!(id = info.id, addr = %local_addr, advertise = %info.advertise, "replica serving");
     Ok(Running {
         replica,

@@ -11,8 +11,10 @@
 //! - [`watch`]: serving watches from history plus the live feed.
 //! - [`pki`]: the cluster CA, certificates and join tokens.
 //! - [`bootstrap`]: `init`, `join` and `run`: data-dir layout and start-up.
+//! - [`controllers`]: the scheduler and controllers, run on the leader only.
 
 pub mod bootstrap;
+pub mod controllers;
 pub mod network;
 pub mod pki;
 pub mod replica;

@@ -110,7 +110,7 @@ fn random_suffix() -> String {
 impl ApiSvc {
     /// Validates, defaults and stamps a new object; returns it with the
     /// resource it belongs to.
-    fn prepare_create(
+    pub(crate) fn prepare_create(
         &self,
         resource: &str,
         bytes: &[u8],
@@ -192,7 +192,7 @@ impl ApiSvc {
     /// Builds the Update op for `new`: validation against the stored object
     /// and the resourceVersion precondition. Returns the op and whether the
     /// precondition was the caller's own (not retried on conflict).
-    fn prepare_update(
+    pub(crate) fn prepare_update(
         &self,
         resource: &str,
         bytes: &[u8],

@@ -1,0 +1,192 @@
+//! The scheduler and the workload controllers. They run on the Raft leader
+//! only: [`run_while_leader`] starts them when this replica becomes leader
+//! and stops them (and waits for them) when it stops leading, so two
+//! replicas never act at once.
+//!
+//! Decisions are pure functions in the `rk-controllers` crate; this module
+//! is the IO around them: caches, queues, writes.
+
+pub mod replicaset;
+pub mod runtime;
+pub mod scheduler;
+
+use crate::replica::Replica;
+use runtime::{run_controller, Ctx, Informer, Writer};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The resources the controllers cache.
+const WATCHED: &[&str] = &["pods", "nodes", "namespaces", "replicasets.apps"];
+
+/// Decodes a cached JSON object into its typed form.
+pub fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, runtime::ReconcileError> {
+    serde_json::from_value(v.clone())
+        .map_err(|e| runtime::ReconcileError::Other(format!("undecodable object: {e}")))
+}
+
+pub fn to_json<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// Now, as the timestamp type the decision functions use.
+pub fn now() -> k8s_openapi::jiff::Timestamp {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    k8s_openapi::jiff::Timestamp::from_second(secs).unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+}
+
+/// Sets (or replaces) a condition in `obj.status.conditions`. Returns
+/// whether anything changed, so unchanged conditions cost no write.
+pub fn set_condition(obj: &mut Value, ctype: &str, status: &str, reason: &str, message: &str) -> bool {
+    let now = crate::server::api::now_rfc3339();
+    let Some(root) = obj.as_object_mut() else {
+        return false;
+    };
+    let st = root.entry("status").or_insert_with(|| json!({}));
+    let Some(st) = st.as_object_mut() else {
+        return false;
+    };
+    let conds = st.entry("conditions").or_insert_with(|| json!([]));
+    let Some(list) = conds.as_array_mut() else {
+        return false;
+    };
+    if let Some(c) = list.iter_mut().find(|c| c["type"] == ctype) {
+        if c["status"] == status && c["reason"] == reason && c["message"] == message {
+            return false;
+        }
+        let transitioned = c["status"] != status;
+        c["status"] = json!(status);
+        c["reason"] = json!(reason);
+        c["message"] = json!(message);
+        c["lastProbeTime"] = Value::Null;
+        if transitioned {
+            c["lastTransitionTime"] = json!(now);
+        }
+        return true;
+    }
+    list.push(
+        json!({"type": ctype, "status": status, "reason": reason, "message": message,
+                     "lastProbeTime": null, "lastTransitionTime": now}),
+    );
+    true
+}
+
+/// Records a Kubernetes Event about `object` (best effort: an Event that
+/// cannot be written is logged, never fatal to the decision it reports).
+pub async fn record_event(
+    writer: &Writer,
+    object: &Value,
+    etype: &str,
+    reason: &str,
+    message: &str,
+    component: &str,
+) {
+    let ns = object["metadata"]["namespace"].as_str().unwrap_or("default");
+    let name = object["metadata"]["name"].as_str().unwrap_or("");
+    let now = crate::server::api::now_rfc3339();
+    let ev = json!({
+        "apiVersion": "v1", "kind": "Event",
+        // Named like Kubernetes' events: the object's name and a unique
+        // hexadecimal suffix (generateName cannot end in a dot).
+        "metadata": {"name": format!("{name}.{:x}", uuid::Uuid::new_v4().as_u128() >> 64), "namespace": ns},
+        "involvedObject": {
+            "apiVersion": object["apiVersion"], "kind": object["kind"], "name": name, "namespace": ns,
+            "uid": object["metadata"]["uid"], "resourceVersion": object["metadata"]["resourceVersion"],
+        },
+        "reason": reason, "message": message, "type": etype,
+        "source": {"component": component},
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        "reportingComponent": component,
+    });
+    if let Err(e) = writer.create("events", &ev).await {
+        tracing::debug!(error = %e, reason, "could not record event");
+    }
+}
+
+/// Runs the controllers whenever this replica leads, until `shutdown`.
+pub async fn run_while_leader(replica: Arc<Replica>, shutdown: CancellationToken) {
+    let mut metrics = replica.raft.metrics();
+    loop {
+        // Wait to become leader.
+        loop {
+            let leads = metrics.borrow().current_leader == Some(replica.id);
+            if leads {
+                break;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = metrics.changed() => if r.is_err() { return },
+            }
+        }
+        // Everything committed before we lead must be applied before the
+        // controllers look at the cache, or they would act on old state.
+        if replica.read_barrier().await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        tracing::info!(
+            replica = replica.id,
+            "leading: starting the scheduler and controllers"
+        );
+        let term = shutdown.child_token();
+        let tasks = start(replica.clone(), term.clone(), shutdown.clone());
+        // Run until leadership is lost or we shut down.
+        loop {
+            let leads = metrics.borrow().current_leader == Some(replica.id);
+            if !leads {
+                break;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = metrics.changed() => if r.is_err() { break },
+            }
+        }
+        term.cancel();
+        for t in tasks {
+            let _ = t.await;
+        }
+        tracing::info!(replica = replica.id, "no longer leading: controllers stopped");
+        if shutdown.is_cancelled() {
+            return;
+        }
+    }
+}
+
+fn start(
+    replica: Arc<Replica>,
+    term: CancellationToken,
+    shutdown: CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let informer = Arc::new(Informer::new(replica.store.clone(), WATCHED));
+    let live = replica.store.subscribe();
+    if let Err(e) = informer.relist() {
+        tracing::warn!(error = %e, "initial list for the controllers failed");
+    }
+    let ctx = Arc::new(Ctx {
+        cache: informer.cache.clone(),
+        writer: Writer::new(replica.clone(), shutdown),
+    });
+    let mut tasks = vec![];
+    {
+        let informer = informer.clone();
+        let term = term.clone();
+        tasks.push(tokio::spawn(async move { informer.run(live, term).await }));
+    }
+    tasks.push(tokio::spawn(run_controller(
+        Arc::new(scheduler::Scheduler::default()),
+        ctx.clone(),
+        informer.subscribe(),
+        term.clone(),
+    )));
+    tasks.push(tokio::spawn(run_controller(
+        Arc::new(replicaset::ReplicaSetController),
+        ctx,
+        informer.subscribe(),
+        term,
+    )));
+    tasks
+}

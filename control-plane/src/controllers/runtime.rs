@@ -1,0 +1,524 @@
+//! The shape every controller shares: a cache fed by list-then-watch from
+//! the leader's own store, a de-duplicating work queue of keys, and
+//! `reconcile(key, ctx) -> Result<Action>` that is idempotent and is not
+//! told why it runs. Errors requeue the key with exponential back-off.
+//!
+//! Controllers run only while this replica leads (see [`run_while_leader`]);
+//! their writes use [`Writer`], which refuses to forward to another leader,
+//! so a deposed leader cannot keep acting through the new one.
+
+use crate::replica::Replica;
+use crate::server::api::ApiSvc;
+use crate::store::objects::meta_str;
+use crate::store::rocks::{AppliedBatch, ObjectStore};
+use crate::store::types::{Command, EventKind, Op, Txn};
+use rk_api::{ApiError, Reason};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+/// What to do with a key after reconciling it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Reconcile again after this long even if nothing changes.
+    Requeue(Duration),
+    /// Wait for a change to something the controller watches.
+    AwaitChange,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// `namespace/name`, or `name` for cluster-scoped objects.
+pub fn key_of(obj: &Value) -> String {
+    let ns = meta_str(obj, "namespace");
+    let name = meta_str(obj, "name");
+    if ns.is_empty() {
+        name.to_string()
+    } else {
+        format!("{ns}/{name}")
+    }
+}
+
+pub fn split_key(key: &str) -> (&str, &str) {
+    match key.split_once('/') {
+        Some((ns, name)) => (ns, name),
+        None => ("", key),
+    }
+}
+
+/// An in-memory copy of the objects of the watched resources, current as
+/// of `revision`.
+#[derive(Default)]
+pub struct Cache {
+    objects: RwLock<HashMap<String, BTreeMap<String, Arc<Value>>>>,
+    revision: std::sync::atomic::AtomicU64,
+}
+
+impl Cache {
+    pub fn get(&self, resource: &str, key: &str) -> Option<Arc<Value>> {
+        let map = self.objects.read().ok()?;
+        map.get(resource)?.get(key).cloned()
+    }
+
+    /// Every cached object of `resource`, in one namespace or all.
+    pub fn list(&self, resource: &str, namespace: Option<&str>) -> Vec<Arc<Value>> {
+        let Ok(map) = self.objects.read() else {
+            return vec![];
+        };
+        let Some(objs) = map.get(resource) else {
+            return vec![];
+        };
+        match namespace {
+            None => objs.values().cloned().collect(),
+            Some(ns) => {
+                let prefix = format!("{ns}/");
+                objs.range(prefix.clone()..)
+                    .take_while(|(k, _)| k.starts_with(&prefix))
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            }
+        }
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.revision.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn replace(&self, resource: &str, items: Vec<Value>) {
+        if let Ok(mut map) = self.objects.write() {
+            let m = map.entry(resource.to_string()).or_default();
+            m.clear();
+            for o in items {
+                m.insert(key_of(&o), Arc::new(o));
+            }
+        }
+    }
+
+    fn apply(&self, resource: &str, kind: EventKind, obj: &Value) {
+        if let Ok(mut map) = self.objects.write() {
+            let m = map.entry(resource.to_string()).or_default();
+            match kind {
+                EventKind::Deleted => {
+                    m.remove(&key_of(obj));
+                }
+                _ => {
+                    m.insert(key_of(obj), Arc::new(obj.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// One change the informer saw, fanned out to the controllers.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub resource: String,
+    pub kind: EventKind,
+    pub object: Arc<Value>,
+    pub prev: Option<Arc<Value>>,
+}
+
+/// Keeps a [`Cache`] current: lists every watched resource at one
+/// revision, then follows the store's feed; on a lag or gap it relists.
+pub struct Informer {
+    store: ObjectStore,
+    resources: Vec<String>,
+    pub cache: Arc<Cache>,
+    changes: broadcast::Sender<Change>,
+}
+
+impl Informer {
+    pub fn new(store: ObjectStore, resources: &[&str]) -> Self {
+        let (changes, _) = broadcast::channel(16384);
+        Informer {
+            store,
+            resources: resources.iter().map(|s| s.to_string()).collect(),
+            cache: Arc::new(Cache::default()),
+            changes,
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    /// Lists every resource into the cache; returns the revision.
+    pub fn relist(&self) -> Result<u64, String> {
+        let mut rev = 0;
+        for r in &self.resources {
+            let (items, at) = self
+                .store
+                .list_prefix(&format!("{r}/"))
+                .map_err(|e| e.to_string())?;
+            self.cache.replace(r, items);
+            rev = rev.max(at);
+        }
+        self.cache
+            .revision
+            .store(rev, std::sync::atomic::Ordering::Release);
+        Ok(rev)
+    }
+
+    /// Follows the store until cancelled.
+    pub async fn run(&self, mut live: broadcast::Receiver<Arc<AppliedBatch>>, cancel: CancellationToken) {
+        let mut last = self.cache.revision();
+        loop {
+            let msg = tokio::select! {
+                _ = cancel.cancelled() => return,
+                m = live.recv() => m,
+            };
+            match msg {
+                Ok(batch) => {
+                    for r in &batch.revisions {
+                        if r.revision <= last {
+                            continue;
+                        }
+                        if r.revision != last + 1 {
+                            break;
+                        }
+                        for ev in &r.events {
+                            if !self.resources.contains(&ev.resource) {
+                                continue;
+                            }
+                            self.cache.apply(&ev.resource, ev.kind, &ev.object);
+                            let _ = self.changes.send(Change {
+                                resource: ev.resource.clone(),
+                                kind: ev.kind,
+                                object: Arc::new(ev.object.clone()),
+                                prev: ev.prev.clone().map(Arc::new),
+                            });
+                        }
+                        last = r.revision;
+                        self.cache
+                            .revision
+                            .store(last, std::sync::atomic::Ordering::Release);
+                    }
+                    if batch.revisions.last().is_some_and(|r| r.revision > last) {
+                        last = self.resync(&cancel).await;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => last = self.resync(&cancel).await,
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Relists after missing changes and tells every controller to look at
+    /// everything again (a resync), since it cannot know what it missed.
+    async fn resync(&self, cancel: &CancellationToken) -> u64 {
+        loop {
+            match self.relist() {
+                Ok(rev) => {
+                    for r in &self.resources {
+                        for o in self.cache.list(r, None) {
+                            let _ = self.changes.send(Change {
+                                resource: r.clone(),
+                                kind: EventKind::Modified,
+                                object: o,
+                                prev: None,
+                            });
+                        }
+                    }
+                    return rev;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "informer relist failed; retrying");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return 0,
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes for controllers: the API's own validation and defaulting, but
+/// only while this replica leads.
+pub struct Writer {
+    api: ApiSvc,
+}
+
+impl Writer {
+    pub fn new(replica: Arc<Replica>, shutdown: CancellationToken) -> Self {
+        Writer {
+            api: ApiSvc { replica, shutdown },
+        }
+    }
+
+    fn ensure_leader(&self) -> Result<(), ApiError> {
+        let r = &self.api.replica;
+        if r.raft.metrics().borrow().current_leader == Some(r.id) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                Reason::ServiceUnavailable,
+                "this replica no longer leads",
+            ))
+        }
+    }
+
+    pub async fn create(&self, resource: &str, obj: &Value) -> Result<Value, ApiError> {
+        self.ensure_leader()?;
+        let (kind, obj) = self
+            .api
+            .prepare_create(resource, &serde_json::to_vec(obj).unwrap_or_default())?;
+        self.commit(vec![Op::Create {
+            resource: kind.group_resource(),
+            object: obj,
+        }])
+        .await
+    }
+
+    /// Replaces an object; its resourceVersion, if set, is a precondition.
+    pub async fn update(&self, resource: &str, obj: &Value) -> Result<Value, ApiError> {
+        self.ensure_leader()?;
+        let (op, _) =
+            self.api
+                .prepare_update(resource, &serde_json::to_vec(obj).unwrap_or_default(), false)?;
+        self.commit(vec![op]).await
+    }
+
+    pub async fn update_status(&self, resource: &str, obj: &Value) -> Result<Value, ApiError> {
+        self.ensure_leader()?;
+        let (op, _) =
+            self.api
+                .prepare_update(resource, &serde_json::to_vec(obj).unwrap_or_default(), true)?;
+        self.commit(vec![op]).await
+    }
+
+    pub async fn delete(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        uid: Option<&str>,
+    ) -> Result<Value, ApiError> {
+        self.ensure_leader()?;
+        self.commit(vec![Op::Delete {
+            resource: resource.to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            expected_rv: None,
+            expected_uid: uid.map(str::to_string),
+            propagation: None,
+        }])
+        .await
+    }
+
+    /// A prepared transaction (ops already validated), all or nothing.
+    pub async fn txn(&self, ops: Vec<Op>) -> Result<Vec<Value>, ApiError> {
+        self.ensure_leader()?;
+        let applied = self
+            .api
+            .replica
+            .propose_local(Command::Txn(Txn {
+                now: crate::server::api::now_rfc3339(),
+                ops,
+            }))
+            .await?;
+        Ok(applied.objects)
+    }
+
+    /// Validates an update into an op for [`Writer::txn`].
+    pub fn update_op(&self, resource: &str, obj: &Value, status: bool) -> Result<Op, ApiError> {
+        Ok(self
+            .api
+            .prepare_update(resource, &serde_json::to_vec(obj).unwrap_or_default(), status)?
+            .0)
+    }
+
+    async fn commit(&self, ops: Vec<Op>) -> Result<Value, ApiError> {
+        Ok(self.txn(ops).await?.into_iter().next().unwrap_or_default())
+    }
+}
+
+/// Everything a reconciler may use.
+pub struct Ctx {
+    pub cache: Arc<Cache>,
+    pub writer: Writer,
+}
+
+/// A controller: which changes concern which keys, and how to reconcile a
+/// key.
+pub trait Reconciler: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// The keys to reconcile after `change` (often the object's own key, or
+    /// its owner's).
+    fn keys_for(&self, change: &Change, cache: &Cache) -> Vec<String>;
+    /// Every key worth reconciling after a (re)start.
+    fn all_keys(&self, cache: &Cache) -> Vec<String>;
+    fn reconcile(&self, key: &str, ctx: &Ctx) -> impl Future<Output = Result<Action, ReconcileError>> + Send;
+}
+
+/// A de-duplicating queue: a key waiting to be processed is queued once.
+struct Queue {
+    tx: mpsc::UnboundedSender<String>,
+    queued: Mutex<HashSet<String>>,
+}
+
+impl Queue {
+    fn add(&self, key: String) {
+        if let Ok(mut q) = self.queued.lock() {
+            if q.insert(key.clone()) {
+                let _ = self.tx.send(key);
+            }
+        }
+    }
+
+    fn taken(&self, key: &str) {
+        if let Ok(mut q) = self.queued.lock() {
+            q.remove(key);
+        }
+    }
+}
+
+/// Runs one controller until `cancel`: feeds its queue from the informer's
+/// changes and reconciles keys one at a time per key, `workers` at once.
+pub async fn run_controller<R: Reconciler>(
+    reconciler: Arc<R>,
+    ctx: Arc<Ctx>,
+    mut changes: broadcast::Receiver<Change>,
+    cancel: CancellationToken,
+) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let queue = Arc::new(Queue {
+        tx,
+        queued: Mutex::new(HashSet::new()),
+    });
+    for k in reconciler.all_keys(&ctx.cache) {
+        queue.add(k);
+    }
+    let failures: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let feeder = {
+        let queue = queue.clone();
+        let reconciler = reconciler.clone();
+        let ctx = ctx.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            loop {
+                let c = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    c = changes.recv() => c,
+                };
+                match c {
+                    Ok(change) => {
+                        for k in reconciler.keys_for(&change, &ctx.cache) {
+                            queue.add(k);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        for k in reconciler.all_keys(&ctx.cache) {
+                            queue.add(k);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        })
+    };
+    loop {
+        let key = tokio::select! {
+            _ = cancel.cancelled() => break,
+            k = rx.recv() => match k { Some(k) => k, None => break },
+        };
+        queue.taken(&key);
+        let result = reconciler.reconcile(&key, &ctx).await;
+        let requeue = match result {
+            Ok(Action::AwaitChange) => {
+                clear_failures(&failures, &key);
+                None
+            }
+            Ok(Action::Requeue(d)) => {
+                clear_failures(&failures, &key);
+                Some(d)
+            }
+            Err(e) => {
+                let n = bump_failures(&failures, &key);
+                let delay =
+                    Duration::from_millis(5u64.saturating_mul(1 << n.min(13))).min(Duration::from_secs(30));
+                // Conflicts and lost leadership are routine; anything else
+                // is worth a warning, once per back-off step.
+                match &e {
+                    ReconcileError::Api(a)
+                        if matches!(a.reason, Reason::Conflict | Reason::ServiceUnavailable) =>
+                    {
+                        tracing::debug!(controller = reconciler.name(), key = %key, error = %e, "retrying")
+                    }
+                    _ => {
+                        tracing::warn!(controller = reconciler.name(), key = %key, error = %e, ?delay, "reconcile failed; retrying")
+                    }
+                }
+                Some(delay)
+            }
+        };
+        if let Some(d) = requeue {
+            let queue = queue.clone();
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = cancel.cancelled() => {}
+                    _ = tokio::time::sleep(d) => queue.add(key),
+                }
+            });
+        }
+    }
+    feeder.abort();
+}
+
+fn clear_failures(f: &Mutex<HashMap<String, u32>>, key: &str) {
+    if let Ok(mut m) = f.lock() {
+        m.remove(key);
+    }
+}
+
+fn bump_failures(f: &Mutex<HashMap<String, u32>>, key: &str) -> u32 {
+    match f.lock() {
+        Ok(mut m) => {
+            let n = m.entry(key.to_string()).or_insert(0);
+            *n += 1;
+            *n
+        }
+        Err(_) => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn cache_lists_by_namespace_and_applies_changes() {
+        let c = Cache::default();
+        c.replace(
+            "pods",
+            vec![
+                json!({"metadata":{"name":"a","namespace":"x"}}),
+                json!({"metadata":{"name":"b","namespace":"x"}}),
+                json!({"metadata":{"name":"a","namespace":"xy"}}),
+            ],
+        );
+        assert_eq!(c.list("pods", Some("x")).len(), 2);
+        assert_eq!(c.list("pods", None).len(), 3);
+        c.apply(
+            "pods",
+            EventKind::Deleted,
+            &json!({"metadata":{"name":"a","namespace":"x"}}),
+        );
+        assert!(c.get("pods", "x/a").is_none());
+        assert!(c.get("pods", "xy/a").is_some());
+        assert_eq!(split_key("x/a"), ("x", "a"));
+        assert_eq!(split_key("node1"), ("", "node1"));
+    }
+}

@@ -1,0 +1,223 @@
+//! The scheduler and controllers in a real control plane (real replicas,
+//! real Raft). No node agents here: Nodes are registered through the API
+//! as an agent would, and Pods are checked for creation and binding.
+
+use rk_client::{Client, ListParams};
+use rk_testkit::Cluster;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn node(name: &str, cpu: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": labels},
+        "status": {
+            "capacity": {"cpu": cpu, "memory": "4Gi", "pods": "110"},
+            "allocatable": {"cpu": cpu, "memory": "4Gi", "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "lastHeartbeatTime": "2026-11-27T00:00:00Z", "lastTransitionTime": "2026-11-27T00:00:00Z"}]}})
+}
+
+fn replicaset(name: &str, replicas: i64) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": "c", "image": "busybox:1.36",
+                                       "resources": {"requests": {"cpu": "100m", "memory": "32Mi"}}}]}}}})
+}
+
+async fn pods_of(c: &Client, app: &str) -> Vec<Value> {
+    c.list(
+        "pods",
+        &ListParams {
+            namespace: Some("default".into()),
+            label_selector: format!("app={app}"),
+            ..Default::default()
+        },
+    )
+    .await
+    .map(|(items, _)| items)
+    .unwrap_or_default()
+    .into_iter()
+    .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+    .collect()
+}
+
+/// Polls until `check` holds for the pods of `app` (or panics with them).
+async fn wait_pods(c: &Client, app: &str, what: &str, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let pods = pods_of(c, app).await;
+        if check(&pods) {
+            return pods;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!(
+                "timed out waiting for {what}; pods: {}",
+                serde_json::to_string_pretty(&pods).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn all_bound(pods: &[Value]) -> bool {
+    pods.iter().all(|p| {
+        p["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty())
+            && p["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "PodScheduled" && c["status"] == "True")
+            })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicaset_pods_are_created_bound_and_scaled() {
+    let cluster = Cluster::start(1);
+    let c = cluster.client();
+    c.create("nodes", &node("n1", "2", json!({"kubernetes.io/hostname": "n1"})))
+        .await
+        .expect("node n1");
+    c.create("nodes", &node("n2", "2", json!({"kubernetes.io/hostname": "n2"})))
+        .await
+        .expect("node n2");
+    c.create("replicasets.apps", &replicaset("web", 3))
+        .await
+        .expect("rs");
+
+    let pods = wait_pods(&c, "web", "3 bound pods", |p| p.len() == 3 && all_bound(p)).await;
+    for p in &pods {
+        let owner = &p["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["kind"], "ReplicaSet");
+        assert_eq!(owner["controller"], true);
+        assert!(p["metadata"]["name"].as_str().unwrap_or("").starts_with("web-"));
+    }
+    // Spread over both nodes (same owner, equal nodes).
+    let nodes: std::collections::BTreeSet<_> = pods
+        .iter()
+        .map(|p| p["spec"]["nodeName"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(nodes.len(), 2, "pods of one owner spread across nodes");
+
+    let mut rs = c.get("replicasets.apps", "default", "web").await.expect("get rs");
+    rs["spec"]["replicas"] = json!(1);
+    c.update("replicasets.apps", &rs).await.expect("scale down");
+    wait_pods(&c, "web", "1 pod", |p| p.len() == 1).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let rs = c.get("replicasets.apps", "default", "web").await.expect("get rs");
+        if rs["status"]["replicas"] == 1 && rs["status"]["observedGeneration"] == 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "status not updated: {}",
+            rs["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_that_fits_nowhere_says_why_and_schedules_when_a_node_fits() {
+    let cluster = Cluster::start(1);
+    let c = cluster.client();
+    c.create(
+        "nodes",
+        &node("small", "1", json!({"kubernetes.io/hostname": "small"})),
+    )
+    .await
+    .expect("node");
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "big", "namespace": "default", "labels": {"app": "big"}},
+        "spec": {"nodeSelector": {"disktype": "ssd"},
+                 "containers": [{"name": "c", "image": "busybox:1.36", "resources": {"requests": {"cpu": "500m"}}}]}});
+    c.create("pods", &pod).await.expect("pod");
+    let pods = wait_pods(&c, "big", "an Unschedulable condition", |p| {
+        p.first().is_some_and(|p| {
+            p["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c["type"] == "PodScheduled" && c["status"] == "False" && c["reason"] == "Unschedulable"
+                })
+            })
+        })
+    })
+    .await;
+    let cond = pods[0]["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled").cloned())
+        .expect("condition");
+    assert_eq!(
+        cond["message"],
+        "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
+    );
+    // The Event is written right after the condition; give it a moment.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (events, _) = c
+            .list(
+                "events",
+                &ListParams {
+                    namespace: Some("default".into()),
+                    field_selector: "involvedObject.name=big".into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("events");
+        if events
+            .iter()
+            .any(|e| e["reason"] == "FailedScheduling" && e["type"] == "Warning")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no FailedScheduling event: {events:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A node that fits arrives: the pod is retried and bound there.
+    c.create(
+        "nodes",
+        &node(
+            "fast",
+            "4",
+            json!({"kubernetes.io/hostname": "fast", "disktype": "ssd"}),
+        ),
+    )
+    .await
+    .expect("node");
+    let pods = wait_pods(&c, "big", "binding to the new node", all_bound).await;
+    assert_eq!(pods[0]["spec"]["nodeName"], "fast");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_takes_over_the_controllers() {
+    let mut cluster = Cluster::start(3);
+    let c = cluster.client();
+    c.create("nodes", &node("n1", "8", json!({"kubernetes.io/hostname": "n1"})))
+        .await
+        .expect("node");
+    c.create("replicasets.apps", &replicaset("api", 2))
+        .await
+        .expect("rs");
+    wait_pods(&c, "api", "2 bound pods", |p| p.len() == 2 && all_bound(p)).await;
+    let leader = cluster.leader(Duration::from_secs(10)).await.expect("leader");
+    cluster.kill(leader);
+    cluster.leader(Duration::from_secs(10)).await.expect("new leader");
+    let c = cluster.client();
+    let mut rs = c.get("replicasets.apps", "default", "api").await.expect("rs");
+    rs["spec"]["replicas"] = json!(4);
+    c.update("replicasets.apps", &rs).await.expect("scale up");
+    let pods = wait_pods(&c, "api", "4 bound pods under the new leader", |p| {
+        p.len() == 4 && all_bound(p)
+    })
+    .await;
+    assert_eq!(
+        pods.len(),
+        4,
+        "exactly 4: the old leader's controllers did not also act"
+    );
+}
