@@ -221,3 +221,121 @@ async fn a_new_leader_takes_over_the_controllers() {
         "exactly 4: the old leader's controllers did not also act"
     );
 }
+
+/// Stands in for node agents in this controller test: marks every bound
+/// pod Running and Ready, as an agent would once its containers start.
+fn fake_agents(c: Client, stop: tokio_util::sync::CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while !stop.is_cancelled() {
+            let (pods, _) = c.list("pods", &ListParams::default()).await.unwrap_or_default();
+            for mut p in pods {
+                let bound = p["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
+                if !bound
+                    || p["status"]["phase"] == "Running"
+                    || !p["metadata"]["deletionTimestamp"].is_null()
+                {
+                    continue;
+                }
+                let now = "2026-11-27T00:00:00Z";
+                let mut conditions = p["status"]["conditions"].as_array().cloned().unwrap_or_default();
+                conditions.retain(|c| c["type"] != "Ready");
+                conditions.push(json!({"type": "Ready", "status": "True", "lastTransitionTime": now}));
+                p["status"]["phase"] = json!("Running");
+                p["status"]["conditions"] = json!(conditions);
+                p["status"]["containerStatuses"] = json!([{"name": "c", "ready": true, "restartCount": 0,
+                    "image": p["spec"]["containers"][0]["image"], "imageID": "", "started": true,
+                    "state": {"running": {"startedAt": now}}}]);
+                let _ = c.update_status("pods", &p).await;
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    })
+}
+
+fn ready(p: &Value) -> bool {
+    p["metadata"]["deletionTimestamp"].is_null()
+        && p["status"]["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_update_keeps_enough_pods_ready_and_completes() {
+    let cluster = Cluster::start(1);
+    let c = cluster.client();
+    for n in ["n1", "n2"] {
+        c.create("nodes", &node(n, "4", json!({"kubernetes.io/hostname": n})))
+            .await
+            .expect("node");
+    }
+    let stop = tokio_util::sync::CancellationToken::new();
+    let agents = fake_agents(cluster.client(), stop.clone());
+    let mut d = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "roll", "namespace": "default"},
+        "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "roll"}},
+                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}},
+                 "template": {"metadata": {"labels": {"app": "roll"}},
+                              "spec": {"containers": [{"name": "c", "image": "busybox:1.35"}]}}}});
+    c.create("deployments.apps", &d).await.expect("deployment");
+    wait_pods(&c, "roll", "4 ready pods", |p| {
+        p.len() == 4 && p.iter().all(ready)
+    })
+    .await;
+    let pods = pods_of(&c, "roll").await;
+    assert!(pods
+        .iter()
+        .all(|p| p["metadata"]["labels"]["pod-template-hash"].is_string()));
+
+    d = c.get("deployments.apps", "default", "roll").await.expect("get");
+    d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:1.36");
+    c.update("deployments.apps", &d).await.expect("new image");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut min_ready = usize::MAX;
+    loop {
+        let pods = pods_of(&c, "roll").await;
+        let ready_now = pods.iter().filter(|p| ready(p)).count();
+        min_ready = min_ready.min(ready_now);
+        let done = pods.len() == 4
+            && pods
+                .iter()
+                .all(|p| ready(p) && p["spec"]["containers"][0]["image"] == "busybox:1.36");
+        if done {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "rollout did not finish: {pods:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        min_ready >= 3,
+        "ready pods dropped to {min_ready}, below replicas - maxUnavailable = 3"
+    );
+    let (rss, _) = c
+        .list(
+            "replicasets.apps",
+            &ListParams {
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("rs");
+    let mut revisions: Vec<(String, i64)> = rss
+        .iter()
+        .map(|r| {
+            (
+                r["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                r["spec"]["replicas"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    revisions.sort();
+    assert_eq!(revisions, vec![("1".to_string(), 0), ("2".to_string(), 4)]);
+    stop.cancel();
+    let _ = agents.await;
+}

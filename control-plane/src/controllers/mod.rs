@@ -6,6 +6,7 @@
 //! Decisions are pure functions in the `rk-controllers` crate; this module
 //! is the IO around them: caches, queues, writes.
 
+pub mod deployment;
 pub mod replicaset;
 pub mod runtime;
 pub mod scheduler;
@@ -18,7 +19,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// The resources the controllers cache.
-const WATCHED: &[&str] = &["pods", "nodes", "namespaces", "replicasets.apps"];
+const WATCHED: &[&str] = &[
+    "pods",
+    "nodes",
+    "namespaces",
+    "replicasets.apps",
+    "deployments.apps",
+];
 
 /// Decodes a cached JSON object into its typed form.
 pub fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, runtime::ReconcileError> {
@@ -178,6 +185,12 @@ fn start(
     }
     tasks.push(tokio::spawn(run_controller(
         Arc::new(scheduler::Scheduler::default()),
+        ctx.clone(),
+        informer.subscribe(),
+        term.clone(),
+    )));
+    tasks.push(tokio::spawn(run_controller(
+        Arc::new(deployment::DeploymentController),
         ctx.clone(),
         informer.subscribe(),
         term.clone(),

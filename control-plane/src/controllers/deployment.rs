@@ -1,0 +1,129 @@
+//! The Deployment controller: one ReplicaSet per pod template (named by
+//! the template hash), rolled from old to new within maxSurge and
+//! maxUnavailable (or Recreate), revision history trimmed to
+//! revisionHistoryLimit, and status with Available/Progressing conditions.
+//! The rollout arithmetic is `rk_controllers::deployment`.
+
+use super::runtime::{key_of, split_key, Action, Cache, Change, Ctx, ReconcileError, Reconciler};
+use super::{now, to_json, typed};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use rk_api::Reason;
+use rk_controllers::deployment::{
+    deployment_status, find_new_replica_set, history_to_delete, max_revision, new_replica_set,
+    owned_replica_sets, plan_rollout, REVISION_ANNOTATION,
+};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const RESOURCE: &str = "deployments.apps";
+const RS: &str = "replicasets.apps";
+
+pub struct DeploymentController;
+
+fn owner_key(obj: &Value) -> Option<String> {
+    let ns = obj["metadata"]["namespace"].as_str().unwrap_or("default");
+    obj["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|r| r["controller"] == true && r["kind"] == "Deployment")
+        .and_then(|r| r["name"].as_str())
+        .map(|n| format!("{ns}/{n}"))
+}
+
+fn available(rs: &ReplicaSet) -> i32 {
+    rs.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0)
+}
+
+impl Reconciler for DeploymentController {
+    fn name(&self) -> &'static str {
+        "deployment"
+    }
+
+    fn keys_for(&self, change: &Change, _cache: &Cache) -> Vec<String> {
+        match change.resource.as_str() {
+            RESOURCE => vec![key_of(&change.object)],
+            RS => owner_key(&change.object).into_iter().collect(),
+            _ => vec![],
+        }
+    }
+
+    fn all_keys(&self, cache: &Cache) -> Vec<String> {
+        cache.list(RESOURCE, None).iter().map(|d| key_of(d)).collect()
+    }
+
+    async fn reconcile(&self, key: &str, ctx: &Ctx) -> Result<Action, ReconcileError> {
+        let Some(obj) = ctx.cache.get(RESOURCE, key) else {
+            return Ok(Action::AwaitChange);
+        };
+        let d: Deployment = typed(&obj)?;
+        let (ns, _) = split_key(key);
+        let all: Vec<ReplicaSet> = ctx
+            .cache
+            .list(RS, Some(ns))
+            .iter()
+            .filter_map(|r| serde_json::from_value((**r).clone()).ok())
+            .collect();
+        let owned: Vec<ReplicaSet> = owned_replica_sets(&d, &all).into_iter().cloned().collect();
+        let new_rs = find_new_replica_set(&d, &owned).cloned();
+        let new_name = new_rs.as_ref().and_then(|r| r.metadata.name.clone());
+        let old: Vec<ReplicaSet> = owned
+            .iter()
+            .filter(|r| r.metadata.name != new_name || new_name.is_none())
+            .cloned()
+            .collect();
+        let plan = plan_rollout(&d, new_rs.as_ref(), &old, &available);
+
+        if let Some(replicas) = plan.create_new {
+            let rs = new_replica_set(&d, max_revision(&owned) + 1, replicas);
+            match ctx.writer.create(RS, &to_json(&rs)).await {
+                Ok(_) => {}
+                // Someone (an earlier attempt) made it already: look again.
+                Err(e) if e.reason == Reason::AlreadyExists => {
+                    return Ok(Action::Requeue(Duration::from_millis(100)))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for (name, replicas) in &plan.scale {
+            if let Some(rs) = ctx.cache.get(RS, &format!("{ns}/{name}")) {
+                let mut rs = (*rs).clone();
+                rs["spec"]["replicas"] = json!(replicas);
+                if Some(name) == new_name.as_ref() {
+                    if let Some(rev) = plan.set_new_revision {
+                        rs["metadata"]["annotations"][REVISION_ANNOTATION] = json!(rev.to_string());
+                    }
+                }
+                ctx.writer.update(RS, &rs).await?;
+            }
+        }
+        if let (Some(rev), Some(name)) = (plan.set_new_revision, &new_name) {
+            if !plan.scale.contains_key(name) {
+                if let Some(rs) = ctx.cache.get(RS, &format!("{ns}/{name}")) {
+                    let mut rs = (*rs).clone();
+                    rs["metadata"]["annotations"][REVISION_ANNOTATION] = json!(rev.to_string());
+                    ctx.writer.update(RS, &rs).await?;
+                }
+            }
+        }
+        for name in history_to_delete(&d, &old) {
+            match ctx.writer.delete(RS, ns, &name, None).await {
+                Ok(_) => {}
+                Err(e) if e.reason == Reason::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let status = to_json(&deployment_status(&d, new_rs.as_ref(), &old, &available, now()));
+        if obj.get("status") != Some(&status) {
+            let mut updated = (*obj).clone();
+            updated["status"] = status;
+            // The Deployment's revision annotation mirrors its newest RS.
+            ctx.writer.update_status(RESOURCE, &updated).await?;
+        }
+        Ok(if plan.complete {
+            Action::AwaitChange
+        } else {
+            // Progress deadlines are judged against time passing.
+            Action::Requeue(Duration::from_secs(5))
+        })
+    }
+}
