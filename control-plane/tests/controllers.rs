@@ -237,6 +237,22 @@ fn fake_agents(c: Client, stop: tokio_util::sync::CancellationToken) -> tokio::t
                     continue;
                 }
                 let now = "2026-11-27T00:00:00Z";
+                // Pods labelled fake-exit=N "run to completion" with that code.
+                if let Some(code) = p["metadata"]["labels"]["fake-exit"]
+                    .as_str()
+                    .and_then(|c| c.parse::<i64>().ok())
+                {
+                    if p["status"]["phase"] == "Succeeded" || p["status"]["phase"] == "Failed" {
+                        continue;
+                    }
+                    p["status"]["phase"] = json!(if code == 0 { "Succeeded" } else { "Failed" });
+                    p["status"]["containerStatuses"] = json!([{"name": "c", "ready": false, "restartCount": 0,
+                        "image": p["spec"]["containers"][0]["image"], "imageID": "",
+                        "state": {"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" },
+                                                 "startedAt": now, "finishedAt": now}}}]);
+                    let _ = c.update_status("pods", &p).await;
+                    continue;
+                }
                 let mut conditions = p["status"]["conditions"].as_array().cloned().unwrap_or_default();
                 conditions.retain(|c| c["type"] != "Ready");
                 conditions.push(json!({"type": "Ready", "status": "True", "lastTransitionTime": now}));
@@ -336,6 +352,75 @@ async fn a_rolling_update_keeps_enough_pods_ready_and_completes() {
         .collect();
     revisions.sort();
     assert_eq!(revisions, vec![("1".to_string(), 0), ("2".to_string(), 4)]);
+    stop.cancel();
+    let _ = agents.await;
+}
+
+fn job(name: &str, completions: i64, parallelism: i64, exit: i64) -> Value {
+    json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"completions": completions, "parallelism": parallelism, "backoffLimit": 2,
+                 "template": {"metadata": {"labels": {"app": name, "fake-exit": exit.to_string()}},
+                              "spec": {"restartPolicy": "Never",
+                                       "containers": [{"name": "c", "image": "busybox:1.36"}]}}}})
+}
+
+async fn wait_job_condition(c: &Client, name: &str, ctype: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let j = c.get("jobs.batch", "default", name).await.expect("job");
+        if j["status"]["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == ctype && c["status"] == "True"))
+        {
+            return j;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {name} never {ctype}: {}",
+            j["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_completes_exactly_its_completions_and_a_failing_one_stops_at_backoff_limit() {
+    let cluster = Cluster::start(1);
+    let c = cluster.client();
+    c.create("nodes", &node("n1", "8", json!({"kubernetes.io/hostname": "n1"})))
+        .await
+        .expect("node");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let agents = fake_agents(cluster.client(), stop.clone());
+
+    c.create("jobs.batch", &job("five", 5, 2, 0)).await.expect("job");
+    let j = wait_job_condition(&c, "five", "Complete").await;
+    assert_eq!(j["status"]["succeeded"], 5);
+    let pods = pods_of(&c, "five").await;
+    let succeeded = pods
+        .iter()
+        .filter(|p| p["status"]["phase"] == "Succeeded")
+        .count();
+    assert_eq!(
+        (pods.len(), succeeded),
+        (5, 5),
+        "exactly 5 pods ran, all succeeded"
+    );
+    assert!(pods.iter().all(|p| p["metadata"]["labels"]["job-name"] == "five"));
+
+    c.create("jobs.batch", &job("doomed", 1, 1, 1))
+        .await
+        .expect("job");
+    let j = wait_job_condition(&c, "doomed", "Failed").await;
+    let cond = j["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Failed").cloned())
+        .expect("failed condition");
+    assert_eq!(cond["reason"], "BackoffLimitExceeded");
+    assert_eq!(j["status"]["failed"], 3, "backoffLimit 2 allows 3 attempts");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(pods_of(&c, "doomed").await.len(), 3, "no attempt after the limit");
     stop.cancel();
     let _ = agents.await;
 }

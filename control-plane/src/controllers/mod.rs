@@ -7,6 +7,7 @@
 //! is the IO around them: caches, queues, writes.
 
 pub mod deployment;
+pub mod job;
 pub mod replicaset;
 pub mod runtime;
 pub mod scheduler;
@@ -25,6 +26,7 @@ const WATCHED: &[&str] = &[
     "namespaces",
     "replicasets.apps",
     "deployments.apps",
+    "jobs.batch",
 ];
 
 /// Decodes a cached JSON object into its typed form.
@@ -191,6 +193,12 @@ fn start(
     )));
     tasks.push(tokio::spawn(run_controller(
         Arc::new(deployment::DeploymentController),
+        ctx.clone(),
+        informer.subscribe(),
+        term.clone(),
+    )));
+    tasks.push(tokio::spawn(run_controller(
+        Arc::new(job::JobController),
         ctx.clone(),
         informer.subscribe(),
         term.clone(),
