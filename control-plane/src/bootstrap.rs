@@ -228,6 +228,7 @@ async fn start(
     let replica = Arc::new(Replica {
         id: info.id,
         batcher: crate::replica::Batcher::spawn(raft.clone()),
+        last_forced_election_ms: Default::default(),
         raft,
         store,
         net,

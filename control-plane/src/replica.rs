@@ -113,6 +113,9 @@ pub struct Replica {
     pub id: NodeId,
     pub raft: Raft,
     pub batcher: Batcher,
+    /// When this replica last started an election because the leader
+    /// refused connections (milliseconds since the Unix epoch).
+    pub last_forced_election_ms: std::sync::atomic::AtomicU64,
     pub store: ObjectStore,
     pub net: Network,
     pub ca: CertificateAuthority,
@@ -147,7 +150,10 @@ impl Replica {
             } else if let Some((_, addr)) = self.leader_addr().await {
                 match self.forward_propose(&addr, &cmd).await {
                     Ok(r) => Some(r),
-                    Err(st) if st.code() == tonic::Code::Unavailable => None,
+                    Err(st) if st.code() == tonic::Code::Unavailable => {
+                        self.leader_unreachable(&st).await;
+                        None
+                    }
                     Err(st) => Some(Err(rk_client::error::from_status(&st))),
                 }
             } else {
@@ -163,6 +169,36 @@ impl Replica {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// The leader's port refused a connection: its process is gone, so do
+    /// not wait out the election timer. Start an election now, and again
+    /// every 50 ms while requests keep failing; voters still refuse until
+    /// their own leader lease ends, so this only trims the wait to that
+    /// lease (and is harmless while the leader is merely slow, which
+    /// shows as timeouts, not refusals).
+    async fn leader_unreachable(&self, st: &tonic::Status) {
+        let refused = st.message().contains("connect") || st.message().contains("refused");
+        if !refused {
+            return;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let last = self
+            .last_forced_election_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if now.saturating_sub(last) < 50 {
+            return;
+        }
+        self.last_forced_election_ms
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(
+            replica = self.id,
+            "leader refuses connections; starting an election"
+        );
+        let _ = self.raft.trigger().elect().await;
     }
 
     /// Applies a command that a follower forwarded. Never forwards again:

@@ -141,16 +141,36 @@ async fn stale_update_is_a_conflict_and_errors_are_typed() {
         .expect("create deployment");
     assert_eq!(d["metadata"]["generation"], 1);
     assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate", "defaults applied");
-    let mut st = d.clone();
-    st["status"] = json!({"replicas": 1, "observedGeneration": 1});
-    let d2 = c.update_status("deployments.apps", &st).await.expect("status");
-    assert_eq!(d2["metadata"]["generation"], 1);
-    assert_eq!(d2["status"]["replicas"], 1);
-    let mut sp = d2.clone();
-    sp["spec"]["replicas"] = json!(3);
-    let d3 = c.update("deployments.apps", &sp).await.expect("spec");
-    assert_eq!(d3["metadata"]["generation"], 2);
-    assert_eq!(d3["status"]["replicas"], 1, "status kept by a spec update");
+    // The Deployment controller writes this object too, so each change is
+    // made the way every client must: read, modify, write with the read
+    // resourceVersion, and retry on Conflict.
+    let d2 = loop {
+        let mut st = c.get("deployments.apps", "default", "web").await.expect("get");
+        st["status"]["collisionCount"] = json!(7);
+        match c.update_status("deployments.apps", &st).await {
+            Ok(v) => break v,
+            Err(e) if e.reason == Reason::Conflict => continue,
+            Err(e) => panic!("status update: {e:?}"),
+        }
+    };
+    assert_eq!(
+        d2["metadata"]["generation"], 1,
+        "a status update leaves generation alone"
+    );
+    assert_eq!(d2["status"]["collisionCount"], 7);
+    let (before, d3) = loop {
+        let mut sp = c.get("deployments.apps", "default", "web").await.expect("get");
+        let before = sp["status"].clone();
+        sp["spec"]["replicas"] = json!(3);
+        sp["status"] = json!({"replicas": 99});
+        match c.update("deployments.apps", &sp).await {
+            Ok(v) => break (before, v),
+            Err(e) if e.reason == Reason::Conflict => continue,
+            Err(e) => panic!("spec update: {e:?}"),
+        }
+    };
+    assert_eq!(d3["metadata"]["generation"], 2, "a spec update bumps generation");
+    assert_eq!(d3["status"], before, "a spec update leaves status alone");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
