@@ -514,12 +514,12 @@ async fn a_replica_that_joins_late_catches_up_from_a_snapshot() {
             "configmaps",
             &ListParams {
                 namespace: Some("default".into()),
-                local: true,
+                local: false,
                 ..Default::default()
             },
         )
         .await
-        .expect("local list on the newcomer");
+        .expect("linearizable list on the newcomer (waits until it has applied everything)");
     assert_eq!(
         items.len(),
         200,

@@ -424,3 +424,100 @@ async fn a_job_completes_exactly_its_completions_and_a_failing_one_stops_at_back
     stop.cancel();
     let _ = agents.await;
 }
+
+async fn wait_until<F, Fut>(what: &str, f: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !f().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_owners_collects_orphans_or_keeps_them_and_namespaces_empty_out() {
+    let cluster = Cluster::start(1);
+    let c = cluster.client();
+    c.create("nodes", &node("n1", "8", json!({"kubernetes.io/hostname": "n1"})))
+        .await
+        .expect("node");
+    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "gone", "namespace": "default"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "gone"}},
+                 "template": {"metadata": {"labels": {"app": "gone"}},
+                              "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}}}});
+    c.create("deployments.apps", &d).await.expect("deployment");
+    wait_pods(&c, "gone", "2 pods", |p| p.len() == 2).await;
+    // Background: the Deployment goes at once, its ReplicaSet and pods follow.
+    c.delete("deployments.apps", "default", "gone", &Default::default())
+        .await
+        .expect("delete");
+    wait_pods(&c, "gone", "pods collected", |p| p.is_empty()).await;
+    let list = ListParams {
+        namespace: Some("default".into()),
+        ..Default::default()
+    };
+    wait_until("replicaset collected", || async {
+        c.list("replicasets.apps", &list)
+            .await
+            .map(|(i, _)| i.is_empty())
+            .unwrap_or(false)
+    })
+    .await;
+
+    // Orphan: the ReplicaSet goes, its pods stay, released.
+    c.create("replicasets.apps", &replicaset("keep", 2))
+        .await
+        .expect("rs");
+    wait_pods(&c, "keep", "2 pods", |p| p.len() == 2).await;
+    let orphan = rk_client::DeleteOptions {
+        propagation_policy: Some("Orphan".into()),
+        ..Default::default()
+    };
+    c.delete("replicasets.apps", "default", "keep", &orphan)
+        .await
+        .expect("delete orphan");
+    wait_until("the orphaning delete to finish", || async {
+        c.get("replicasets.apps", "default", "keep").await.is_err()
+    })
+    .await;
+    let pods = pods_of(&c, "keep").await;
+    assert_eq!(pods.len(), 2, "orphaned pods remain");
+    assert!(pods.iter().all(|p| p["metadata"]["ownerReferences"]
+        .as_array()
+        .is_none_or(|r| r.is_empty())));
+
+    // A namespace being deleted is emptied, then removed.
+    c.create(
+        "namespaces",
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tmp"}}),
+    )
+    .await
+    .expect("ns");
+    c.create(
+        "configmaps",
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "tmp"}}),
+    )
+    .await
+    .expect("cm");
+    let ns = c
+        .delete("namespaces", "", "tmp", &Default::default())
+        .await
+        .expect("delete ns");
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    wait_until("namespace removed", || async {
+        c.get("namespaces", "", "tmp").await.is_err()
+    })
+    .await;
+    let err = c
+        .get("configmaps", "tmp", "x")
+        .await
+        .expect_err("content deleted");
+    assert_eq!(err.reason, rk_client::Reason::NotFound);
+}

@@ -7,6 +7,7 @@
 //! is the IO around them: caches, queues, writes.
 
 pub mod deployment;
+pub mod gc;
 pub mod job;
 pub mod replicaset;
 pub mod runtime;
@@ -193,6 +194,14 @@ fn start(
     )));
     tasks.push(tokio::spawn(run_controller(
         Arc::new(deployment::DeploymentController),
+        ctx.clone(),
+        informer.subscribe(),
+        term.clone(),
+    )));
+    tasks.push(tokio::spawn(run_controller(
+        Arc::new(gc::GarbageCollector {
+            store: replica.store.clone(),
+        }),
         ctx.clone(),
         informer.subscribe(),
         term.clone(),

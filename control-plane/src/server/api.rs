@@ -165,6 +165,11 @@ impl ApiSvc {
         if kind.kind == "Job" {
             validate::job_default_selector(&mut obj, &uid);
         }
+        // As in Kubernetes, a namespace holds the "kubernetes" finalizer so
+        // deleting it first empties it (the garbage collector does that).
+        if kind.kind == "Namespace" && obj["spec"]["finalizers"].is_null() {
+            obj["spec"]["finalizers"] = json!(["kubernetes"]);
+        }
         Ok((kind, obj))
     }
 

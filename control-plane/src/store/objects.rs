@@ -72,6 +72,21 @@ fn finalizers(obj: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Everything that keeps a deleted object in place: its finalizers, and
+/// for a Namespace also `spec.finalizers` (the namespace controller
+/// empties the namespace, then clears them).
+fn blocking_finalizers(obj: &Value) -> usize {
+    let ns_fins = if obj.get("kind").and_then(Value::as_str) == Some("Namespace") {
+        obj.get("spec")
+            .and_then(|s| s.get("finalizers"))
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len)
+    } else {
+        0
+    };
+    finalizers(obj).len() + ns_fins
+}
+
 fn display_resource(resource: &str) -> String {
     resource.to_string()
 }
@@ -252,7 +267,7 @@ fn apply_op(
             };
             set_meta(&mut new, "resourceVersion", rv);
             // The last finalizer removed from an object being deleted ends it.
-            if !meta_str(&new, "deletionTimestamp").is_empty() && finalizers(&new).is_empty() {
+            if !meta_str(&new, "deletionTimestamp").is_empty() && blocking_finalizers(&new) == 0 {
                 record(fx, key, EventKind::Deleted, resource, new.clone(), Some(old));
                 return Ok(Ok(new));
             }
@@ -307,7 +322,9 @@ fn apply_op(
                 }
             }
             let mut obj = old.clone();
-            if fins.is_empty() {
+            let namespace_content =
+                resource == "namespaces" && blocking_finalizers(&old) > finalizers(&old).len();
+            if fins.is_empty() && !namespace_content {
                 set_meta(&mut obj, "resourceVersion", rv);
                 record(fx, key, EventKind::Deleted, resource, obj.clone(), Some(old));
                 return Ok(Ok(obj));
@@ -318,7 +335,14 @@ fn apply_op(
                 set_meta(&mut obj, "deletionTimestamp", json!(now));
                 set_meta(&mut obj, "deletionGracePeriodSeconds", json!(0));
             }
-            set_meta(&mut obj, "finalizers", json!(fins));
+            if namespace_content {
+                if let Some(m) = obj.as_object_mut() {
+                    m.insert("status".into(), json!({"phase": "Terminating"}));
+                }
+            }
+            if !fins.is_empty() {
+                set_meta(&mut obj, "finalizers", json!(fins));
+            }
             set_meta(&mut obj, "resourceVersion", rv);
             record(fx, key, EventKind::Modified, resource, obj.clone(), Some(old));
             Ok(Ok(obj))
@@ -495,6 +519,50 @@ mod tests {
         assert_eq!(fx.events[0].kind, EventKind::Deleted);
         commit(&mut w, &fx);
         assert!(!w.contains_key(&object_key("configmaps", "default", "a")));
+    }
+
+    #[test]
+    fn a_namespace_with_spec_finalizers_terminates_until_they_are_cleared() {
+        let mut w = world();
+        let ns = json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"tmp"},"spec":{"finalizers":["kubernetes"]}});
+        let fx = apply_txn(
+            &w,
+            2,
+            &txn(vec![Op::Create {
+                resource: "namespaces".into(),
+                object: ns,
+            }]),
+        )
+        .unwrap()
+        .unwrap();
+        commit(&mut w, &fx);
+        let del = Op::Delete {
+            resource: "namespaces".into(),
+            namespace: String::new(),
+            name: "tmp".into(),
+            expected_rv: None,
+            expected_uid: None,
+            propagation: None,
+        };
+        let fx = apply_txn(&w, 3, &txn(vec![del])).unwrap().unwrap();
+        assert_eq!(fx.events[0].kind, EventKind::Modified);
+        assert_eq!(fx.objects[0]["status"]["phase"], "Terminating");
+        commit(&mut w, &fx);
+        // New content is refused while it terminates.
+        let mut o = cm("late", "1");
+        o["metadata"]["namespace"] = json!("tmp");
+        let err = apply_txn(&w, 4, &txn(vec![create(o)])).unwrap().unwrap_err();
+        assert_eq!(err.reason, Reason::Forbidden);
+        let mut cleared = fx.objects[0].clone();
+        cleared["spec"]["finalizers"] = json!([]);
+        let upd = Op::Update {
+            resource: "namespaces".into(),
+            object: cleared,
+            expected_rv: None,
+            status: false,
+        };
+        let fx = apply_txn(&w, 4, &txn(vec![upd])).unwrap().unwrap();
+        assert_eq!(fx.events[0].kind, EventKind::Deleted);
     }
 
     #[test]
