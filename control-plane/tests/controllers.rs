@@ -521,3 +521,67 @@ async fn deleting_owners_collects_orphans_or_keeps_them_and_namespaces_empty_out
         .expect_err("content deleted");
     assert_eq!(err.reason, rk_client::Reason::NotFound);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cronjob_starts_one_job_per_scheduled_minute() {
+    let cluster = Cluster::start(1);
+    let c = cluster.client();
+    c.create("nodes", &node("n1", "8", json!({"kubernetes.io/hostname": "n1"})))
+        .await
+        .expect("node");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let agents = fake_agents(cluster.client(), stop.clone());
+    let cj = json!({"apiVersion": "batch/v1", "kind": "CronJob",
+        "metadata": {"name": "tick", "namespace": "default"},
+        "spec": {"schedule": "* * * * *", "concurrencyPolicy": "Forbid",
+                 "jobTemplate": {"spec": {"template": {"metadata": {"labels": {"app": "tick", "fake-exit": "0"}},
+                     "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.36"}]}}}}}});
+    c.create("cronjobs.batch", &cj).await.expect("cronjob");
+    // The next minute boundary is at most 60 s away.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(75);
+    let jobs = loop {
+        let (jobs, _) = c
+            .list(
+                "jobs.batch",
+                &ListParams {
+                    namespace: Some("default".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("jobs");
+        if !jobs.is_empty() {
+            break jobs;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no scheduled run within a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(jobs.len(), 1, "exactly one run for the minute");
+    let name = jobs[0]["metadata"]["name"].as_str().unwrap_or("");
+    assert!(name.starts_with("tick-"), "{name}");
+    let cj = c.get("cronjobs.batch", "default", "tick").await.expect("cronjob");
+    assert!(cj["status"]["lastScheduleTime"].is_string(), "{}", cj["status"]);
+    wait_job_condition(&c, name, "Complete").await;
+    // Deleting the CronJob collects its Jobs (and their pods).
+    c.delete("cronjobs.batch", "default", "tick", &Default::default())
+        .await
+        .expect("delete");
+    wait_until("jobs collected", || async {
+        c.list(
+            "jobs.batch",
+            &ListParams {
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .map(|(j, _)| j.is_empty())
+        .unwrap_or(false)
+    })
+    .await;
+    stop.cancel();
+    let _ = agents.await;
+}

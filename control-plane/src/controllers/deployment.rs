@@ -30,8 +30,24 @@ fn owner_key(obj: &Value) -> Option<String> {
         .map(|n| format!("{ns}/{n}"))
 }
 
+/// Pods of `rs` that count as available. A ReplicaSet just scaled down
+/// still reports the pods it is about to delete; counting more than its
+/// spec allows would let the rollout scale old ReplicaSets down twice for
+/// the same capacity and drop below maxUnavailable.
 fn available(rs: &ReplicaSet) -> i32 {
-    rs.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0)
+    let reported = rs.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0);
+    reported.min(rs.spec.replicas.unwrap_or(1))
+}
+
+/// Whether the ReplicaSet controller has acted on this ReplicaSet's latest
+/// spec; until then its status describes an older intent.
+fn synced(rs: &ReplicaSet) -> bool {
+    let observed = rs
+        .status
+        .as_ref()
+        .and_then(|s| s.observed_generation)
+        .unwrap_or(0);
+    observed >= rs.metadata.generation.unwrap_or(0)
 }
 
 impl Reconciler for DeploymentController {
@@ -71,6 +87,11 @@ impl Reconciler for DeploymentController {
             .filter(|r| r.metadata.name != new_name || new_name.is_none())
             .cloned()
             .collect();
+        if !owned.iter().all(synced) {
+            // A ReplicaSet change is still in flight; its status will change
+            // (and requeue this Deployment) once the ReplicaSet controller acts.
+            return Ok(Action::Requeue(Duration::from_millis(500)));
+        }
         let plan = plan_rollout(&d, new_rs.as_ref(), &old, &available);
 
         if let Some(replicas) = plan.create_new {

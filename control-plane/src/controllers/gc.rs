@@ -22,7 +22,13 @@ use std::time::Duration;
 
 /// Resources whose objects own others or are owned, as far as the
 /// controllers cache them.
-pub const OWNED_KINDS: &[&str] = &["pods", "replicasets.apps", "deployments.apps", "jobs.batch"];
+pub const OWNED_KINDS: &[&str] = &[
+    "pods",
+    "replicasets.apps",
+    "deployments.apps",
+    "jobs.batch",
+    "cronjobs.batch",
+];
 
 pub struct GarbageCollector {
     pub store: ObjectStore,

@@ -6,6 +6,7 @@
 //! Decisions are pure functions in the `rk-controllers` crate; this module
 //! is the IO around them: caches, queues, writes.
 
+pub mod cronjob;
 pub mod deployment;
 pub mod gc;
 pub mod job;
@@ -28,6 +29,7 @@ const WATCHED: &[&str] = &[
     "replicasets.apps",
     "deployments.apps",
     "jobs.batch",
+    "cronjobs.batch",
 ];
 
 /// Decodes a cached JSON object into its typed form.
@@ -202,6 +204,12 @@ fn start(
         Arc::new(gc::GarbageCollector {
             store: replica.store.clone(),
         }),
+        ctx.clone(),
+        informer.subscribe(),
+        term.clone(),
+    )));
+    tasks.push(tokio::spawn(run_controller(
+        Arc::new(cronjob::CronJobController),
         ctx.clone(),
         informer.subscribe(),
         term.clone(),

@@ -330,6 +330,17 @@ impl Writer {
         Ok(applied.objects)
     }
 
+    /// Validates a new object into an op for [`Writer::txn`].
+    pub fn create_op(&self, resource: &str, obj: &Value) -> Result<Op, ApiError> {
+        let (kind, object) = self
+            .api
+            .prepare_create(resource, &serde_json::to_vec(obj).unwrap_or_default())?;
+        Ok(Op::Create {
+            resource: kind.group_resource(),
+            object,
+        })
+    }
+
     /// Validates an update into an op for [`Writer::txn`].
     pub fn update_op(&self, resource: &str, obj: &Value, status: bool) -> Result<Op, ApiError> {
         Ok(self
