@@ -585,3 +585,108 @@ async fn a_cronjob_starts_one_job_per_scheduled_minute() {
     stop.cancel();
     let _ = agents.await;
 }
+
+fn lease(node: &str) -> Value {
+    json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": node, "namespace": "kube-node-lease"},
+        "spec": {"holderIdentity": node, "leaseDurationSeconds": 5, "renewTime": now_micro()}})
+}
+
+fn now_micro() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    k8s_openapi::jiff::Timestamp::from_second(d.as_secs() as i64)
+        .map(|t| format!("{}", t).replace('Z', ".000000Z"))
+        .unwrap_or_default()
+}
+
+/// Renews `node`'s Lease every 500 ms until `stop`, like an agent.
+fn renew(
+    c: Client,
+    node: &'static str,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while !stop.is_cancelled() {
+            if let Ok(mut l) = c.get("leases.coordination.k8s.io", "kube-node-lease", node).await {
+                l["spec"]["renewTime"] = json!(now_micro());
+                let _ = c.update("leases.coordination.k8s.io", &l).await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_stops_renewing_its_lease_is_tainted_and_its_pods_move() {
+    let cluster = Cluster::start(1);
+    let c = cluster.client();
+    for n in ["n1", "n2"] {
+        c.create("nodes", &node(n, "4", json!({"kubernetes.io/hostname": n})))
+            .await
+            .expect("node");
+        c.create("leases.coordination.k8s.io", &lease(n))
+            .await
+            .expect("lease");
+    }
+    let stop1 = tokio_util::sync::CancellationToken::new();
+    let stop2 = tokio_util::sync::CancellationToken::new();
+    let r1 = renew(cluster.client(), "n1", stop1.clone());
+    let r2 = renew(cluster.client(), "n2", stop2.clone());
+    c.create("replicasets.apps", &replicaset("mover", 2))
+        .await
+        .expect("rs");
+    let pods = wait_pods(&c, "mover", "2 bound pods", |p| p.len() == 2 && all_bound(p)).await;
+    assert!(
+        pods.iter().any(|p| p["spec"]["nodeName"] == "n1"),
+        "one pod on n1 to begin with"
+    );
+
+    // n1 "dies": its lease stops being renewed.
+    stop1.cancel();
+    let _ = r1.await;
+    let lost_at = tokio::time::Instant::now();
+    let deadline = lost_at + Duration::from_secs(20);
+    loop {
+        let pods = pods_of(&c, "mover").await;
+        if pods.len() == 2 && all_bound(&pods) && pods.iter().all(|p| p["spec"]["nodeName"] == "n2") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pods did not move off n1: {pods:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        lost_at.elapsed() < Duration::from_secs(10),
+        "replacement took {:?}",
+        lost_at.elapsed()
+    );
+    let n1 = c.get("nodes", "", "n1").await.expect("n1");
+    assert!(n1["spec"]["taints"].as_array().is_some_and(|t| t
+        .iter()
+        .any(|t| t["key"] == "node.kubernetes.io/unreachable" && t["effect"] == "NoExecute")));
+    let ready = n1["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready").cloned())
+        .expect("ready condition");
+    assert_eq!(ready["status"], "Unknown");
+
+    // It comes back: the taint is lifted.
+    let back = tokio_util::sync::CancellationToken::new();
+    let r1 = renew(cluster.client(), "n1", back.clone());
+    wait_until("the unreachable taint lifted", || async {
+        c.get("nodes", "", "n1").await.is_ok_and(|n| {
+            !n["spec"]["taints"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t["key"] == "node.kubernetes.io/unreachable"))
+        })
+    })
+    .await;
+    back.cancel();
+    stop2.cancel();
+    let _ = r1.await;
+    let _ = r2.await;
+}

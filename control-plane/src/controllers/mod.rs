@@ -10,6 +10,7 @@ pub mod cronjob;
 pub mod deployment;
 pub mod gc;
 pub mod job;
+pub mod nodelifecycle;
 pub mod replicaset;
 pub mod runtime;
 pub mod scheduler;
@@ -30,6 +31,7 @@ const WATCHED: &[&str] = &[
     "deployments.apps",
     "jobs.batch",
     "cronjobs.batch",
+    "leases.coordination.k8s.io",
 ];
 
 /// Decodes a cached JSON object into its typed form.
@@ -210,6 +212,12 @@ fn start(
     )));
     tasks.push(tokio::spawn(run_controller(
         Arc::new(cronjob::CronJobController),
+        ctx.clone(),
+        informer.subscribe(),
+        term.clone(),
+    )));
+    tasks.push(tokio::spawn(run_controller(
+        Arc::new(nodelifecycle::NodeLifecycle),
         ctx.clone(),
         informer.subscribe(),
         term.clone(),

@@ -1,0 +1,176 @@
+//! Node lifecycle: a node whose Lease (kube-node-lease/<node>) has not been
+//! renewed for `NODE_GRACE` is marked Ready=Unknown and tainted
+//! `node.kubernetes.io/unreachable:NoExecute`; its Pods that do not
+//! tolerate that taint are evicted (deleted) once their toleration runs
+//! out — by default `DEFAULT_TOLERATION`, far shorter than Kubernetes' 300 s,
+//! so owners replace them elsewhere quickly. A renewed Lease lifts the taint.
+
+use super::runtime::{Action, Cache, Change, Ctx, ReconcileError, Reconciler};
+use super::{now, record_event, set_condition};
+use crate::store::objects::meta_str;
+use rk_api::Reason;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// How long a node may go without renewing its Lease.
+pub const NODE_GRACE: Duration = Duration::from_secs(5);
+/// How long a Pod without its own toleration stays on an unreachable node.
+pub const DEFAULT_TOLERATION: Duration = Duration::from_secs(2);
+const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+const LEASES: &str = "leases.coordination.k8s.io";
+
+pub struct NodeLifecycle;
+
+fn rfc3339_seconds(s: &str) -> Option<i64> {
+    s.parse::<k8s_openapi::jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_second())
+}
+
+/// Seconds a pod tolerates the unreachable taint: its own toleration's
+/// tolerationSeconds, forever if it tolerates without a limit, else the
+/// default.
+fn toleration_seconds(pod: &Value) -> Option<u64> {
+    let tolerations = pod["spec"]["tolerations"].as_array().cloned().unwrap_or_default();
+    for t in tolerations {
+        let key_ok = t["key"] == UNREACHABLE || (t["key"].is_null() && t["operator"] == "Exists");
+        let effect_ok = t["effect"].is_null() || t["effect"] == "NoExecute";
+        if key_ok && effect_ok {
+            return t["tolerationSeconds"].as_i64().map(|s| s.max(0) as u64);
+        }
+    }
+    Some(DEFAULT_TOLERATION.as_secs())
+}
+
+fn taint_time(node: &Value) -> Option<i64> {
+    node["spec"]["taints"]
+        .as_array()?
+        .iter()
+        .find(|t| t["key"] == UNREACHABLE && t["effect"] == "NoExecute")
+        .map(|t| t["timeAdded"].as_str().and_then(rfc3339_seconds).unwrap_or(0))
+}
+
+impl Reconciler for NodeLifecycle {
+    fn name(&self) -> &'static str {
+        "node-lifecycle"
+    }
+
+    fn keys_for(&self, change: &Change, _cache: &Cache) -> Vec<String> {
+        match change.resource.as_str() {
+            "nodes" => vec![meta_str(&change.object, "name").to_string()],
+            LEASES if meta_str(&change.object, "namespace") == "kube-node-lease" => {
+                vec![meta_str(&change.object, "name").to_string()]
+            }
+            _ => vec![],
+        }
+    }
+
+    fn all_keys(&self, cache: &Cache) -> Vec<String> {
+        cache
+            .list("nodes", None)
+            .iter()
+            .map(|n| meta_str(n, "name").to_string())
+            .collect()
+    }
+
+    async fn reconcile(&self, key: &str, ctx: &Ctx) -> Result<Action, ReconcileError> {
+        let Some(node) = ctx.cache.get("nodes", key) else {
+            return Ok(Action::AwaitChange);
+        };
+        // Nodes without a Lease are not managed by an agent (registered by
+        // hand or by tests): leave them alone.
+        let Some(lease) = ctx.cache.get(LEASES, &format!("kube-node-lease/{key}")) else {
+            return Ok(Action::AwaitChange);
+        };
+        let now_s = now().as_second();
+        let renewed = lease["spec"]["renewTime"]
+            .as_str()
+            .and_then(rfc3339_seconds)
+            .unwrap_or(0);
+        let deadline = renewed + NODE_GRACE.as_secs() as i64;
+        let tainted = taint_time(&node);
+        if now_s < deadline {
+            if tainted.is_some() {
+                let mut n = (*node).clone();
+                if let Some(ts) = n["spec"]["taints"].as_array_mut() {
+                    ts.retain(|t| t["key"] != UNREACHABLE);
+                }
+                ctx.writer.update("nodes", &n).await?;
+            }
+            return Ok(Action::Requeue(Duration::from_secs(
+                (deadline - now_s).max(1) as u64
+            )));
+        }
+        // The node is lost.
+        let Some(since) = tainted else {
+            let mut status = (*node).clone();
+            if set_condition(
+                &mut status,
+                "Ready",
+                "Unknown",
+                "NodeStatusUnknown",
+                "Kubelet stopped posting node status.",
+            ) {
+                ctx.writer.update_status("nodes", &status).await?;
+            }
+            let mut n = ctx
+                .cache
+                .get("nodes", key)
+                .map(|n| (*n).clone())
+                .unwrap_or(status);
+            let mut taints = n["spec"]["taints"].as_array().cloned().unwrap_or_default();
+            taints.push(json!({"key": UNREACHABLE, "effect": "NoExecute", "timeAdded": crate::server::api::now_rfc3339()}));
+            n["spec"]["taints"] = json!(taints);
+            n["metadata"]["resourceVersion"] = Value::Null;
+            ctx.writer.update("nodes", &n).await?;
+            record_event(
+                &ctx.writer,
+                &node,
+                "Normal",
+                "NodeNotReady",
+                &format!("Node {key} status is now: NodeNotReady"),
+                "node-controller",
+            )
+            .await;
+            return Ok(Action::Requeue(Duration::from_millis(200)));
+        };
+        let mut next: Option<i64> = None;
+        for pod in ctx.cache.list("pods", None) {
+            if pod["spec"]["nodeName"] != key || !pod["metadata"]["deletionTimestamp"].is_null() {
+                continue;
+            }
+            let Some(tolerated) = toleration_seconds(&pod) else {
+                continue;
+            };
+            let evict_at = since + tolerated as i64;
+            if now_s >= evict_at {
+                let (ns, name) = (meta_str(&pod, "namespace"), meta_str(&pod, "name"));
+                match ctx
+                    .writer
+                    .delete("pods", ns, name, Some(meta_str(&pod, "uid")))
+                    .await
+                {
+                    Ok(_) => {
+                        record_event(
+                            &ctx.writer,
+                            &pod,
+                            "Normal",
+                            "TaintManagerEviction",
+                            &format!("Marking for deletion Pod {ns}/{name}"),
+                            "taint-eviction-controller",
+                        )
+                        .await
+                    }
+                    Err(e) if matches!(e.reason, Reason::NotFound | Reason::Conflict) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                next = Some(next.map_or(evict_at, |n| n.min(evict_at)));
+            }
+        }
+        Ok(match next {
+            Some(t) => Action::Requeue(Duration::from_secs((t - now_s).max(1) as u64)),
+            None => Action::Requeue(Duration::from_secs(NODE_GRACE.as_secs())),
+        })
+    }
+}
