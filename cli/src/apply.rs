@@ -11,6 +11,7 @@
 use crate::args::kind_ref;
 use crate::error::{CliError, Result};
 use crate::manifest::{parse_source_ordered, read_sources, Manifest};
+use crate::output::str_at;
 use crate::Ctx;
 use rk_api::resources::by_api_version_kind;
 use rk_api::ApiError;
@@ -116,17 +117,6 @@ pub async fn run(ctx: &mut Ctx<'_>, a: ApplyArgs) -> Result<()> {
     } else {
         Ok(())
     }
-}
-
-fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
-    let mut cur = v;
-    for p in path {
-        match cur.get(p) {
-            Some(n) => cur = n,
-            None => return "",
-        }
-    }
-    cur.as_str().unwrap_or("")
 }
 
 /// Wraps a server error with where it came from: `error when creating

@@ -4,6 +4,7 @@ use crate::apply::DryRun;
 use crate::args::{kind_ref, parse_targets};
 use crate::error::{CliError, Result};
 use crate::manifest::{parse_source_ordered, read_sources};
+use crate::output::str_at;
 use crate::Ctx;
 use rk_api::resources::{by_api_version_kind, ResourceKind};
 use rk_client::{Client, DeleteOptions, ListParams};
@@ -129,17 +130,6 @@ impl Deleter {
         }
         Ok(())
     }
-}
-
-fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
-    let mut cur = v;
-    for p in path {
-        match cur.get(p) {
-            Some(n) => cur = n,
-            None => return "",
-        }
-    }
-    cur.as_str().unwrap_or("")
 }
 
 pub async fn run(ctx: &mut Ctx<'_>, a: DeleteArgs) -> Result<()> {

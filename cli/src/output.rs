@@ -64,6 +64,14 @@ pub fn list_of(items: Vec<Value>) -> Value {
     })
 }
 
+/// The string at `path` in a JSON object, or "" if any step is missing.
+pub fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+    path.iter()
+        .try_fold(v, |cur, p| cur.get(p))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,6 +40,15 @@ pub fn server_uri(addr: &str) -> String {
     }
 }
 
+/// The host part of `HOST:PORT`, `[V6]:PORT` or `https://HOST:PORT`.
+pub fn host_of(addr: &str) -> &str {
+    let a = addr.trim_start_matches("https://").trim_start_matches("http://");
+    match a.rsplit_once(':') {
+        Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']'),
+        None => a,
+    }
+}
+
 /// An endpoint with mutual TLS; connects lazily.
 pub fn endpoint(
     addr: &str,
@@ -162,10 +171,7 @@ pub async fn discover_ca(addr: &str, fingerprint: &str) -> Result<String, Discov
         .trim_start_matches("https://")
         .trim_start_matches("http://")
         .to_string();
-    let host = match hostport.rsplit_once(':') {
-        Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']').to_string(),
-        None => hostport.clone(),
-    };
+    let host = host_of(&hostport).to_string();
     let connect_err = |detail: String| DiscoverError::Connect {
         addr: hostport.clone(),
         detail,

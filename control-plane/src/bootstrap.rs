@@ -109,10 +109,7 @@ fn read(path: &Path) -> Result<String> {
 }
 
 fn host_of(addr: &str) -> String {
-    match addr.rsplit_once(':') {
-        Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']').to_string(),
-        None => addr.to_string(),
-    }
+    rk_client::tls::host_of(addr).to_string()
 }
 
 fn check_addr(flag: &str, addr: &str) -> Result<()> {
@@ -325,14 +322,14 @@ pub async fn init(dir: &Path, listen: &str, advertise: Option<&str>, opts: &Opti
             resource: "namespaces".into(),
             object: json!({"apiVersion":"v1","kind":"Namespace","metadata":{
                 "name": ns, "uid": uuid::Uuid::new_v4().to_string(),
-                "creationTimestamp": crate::server::api::now_rfc3339()},
+                "creationTimestamp": crate::clock::now_rfc3339()},
                 "spec":{"finalizers":["kubernetes"]},"status":{"phase":"Active"}}),
         })
         .collect();
     running
         .replica
         .propose(Command::Txn(Txn {
-            now: crate::server::api::now_rfc3339(),
+            now: crate::clock::now_rfc3339(),
             ops,
         }))
         .await

@@ -14,6 +14,7 @@
 //! - [`controllers`]: the scheduler and controllers, run on the leader only.
 
 pub mod bootstrap;
+pub mod clock;
 pub mod controllers;
 pub mod network;
 pub mod pki;

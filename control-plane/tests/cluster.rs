@@ -469,7 +469,6 @@ async fn clients_without_a_cluster_certificate_are_refused() {
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
 
     // A certificate from another CA fails the handshake.
-    let other = tempfile::tempdir().expect("tmp");
     let ca = rk_control_plane::pki::CertificateAuthority::generate("other").expect("ca");
     let leaf = ca.issue("rk:admin", &[]).expect("leaf");
     let foreign = rk_client::tls::TlsIdentity {
@@ -485,7 +484,6 @@ async fn clients_without_a_cluster_certificate_are_refused() {
         .await
         .expect_err("foreign CA refused");
     assert_eq!(err.reason, Reason::ServiceUnavailable, "{err:?}");
-    drop(other);
 
     // The real admin identity works.
     let ok = cluster

@@ -5,7 +5,10 @@
 //! nor silently drop one (the last schedule time lives in the store). The
 //! decision is `rk_controllers::cronjob::plan`.
 
-use super::runtime::{key_of, split_key, Action, Cache, Change, Ctx, ReconcileError, Reconciler};
+use super::runtime::{
+    controlled_by, controller_owner_key, key_of, split_key, Action, Cache, Change, Ctx, ReconcileError,
+    Reconciler,
+};
 use super::{now, to_json, typed};
 use crate::store::objects::resource_version;
 use crate::store::types::Op;
@@ -19,16 +22,6 @@ const RESOURCE: &str = "cronjobs.batch";
 const JOBS: &str = "jobs.batch";
 
 pub struct CronJobController;
-
-fn owner_key(job: &Value) -> Option<String> {
-    let ns = job["metadata"]["namespace"].as_str().unwrap_or("default");
-    job["metadata"]["ownerReferences"]
-        .as_array()?
-        .iter()
-        .find(|r| r["controller"] == true && r["kind"] == "CronJob")
-        .and_then(|r| r["name"].as_str())
-        .map(|n| format!("{ns}/{n}"))
-}
 
 fn finished(job: &Job) -> bool {
     job.status
@@ -48,7 +41,9 @@ impl Reconciler for CronJobController {
     fn keys_for(&self, change: &Change, _cache: &Cache) -> Vec<String> {
         match change.resource.as_str() {
             RESOURCE => vec![key_of(&change.object)],
-            JOBS => owner_key(&change.object).into_iter().collect(),
+            JOBS => controller_owner_key(&change.object, "CronJob")
+                .into_iter()
+                .collect(),
             _ => vec![],
         }
     }
@@ -68,12 +63,7 @@ impl Reconciler for CronJobController {
             .cache
             .list(JOBS, Some(ns))
             .iter()
-            .filter(|j| {
-                j["metadata"]["ownerReferences"].as_array().is_some_and(|rs| {
-                    rs.iter()
-                        .any(|r| r["controller"] == true && r["uid"] == uid.as_str())
-                })
-            })
+            .filter(|j| controlled_by(j, &uid))
             .filter_map(|j| serde_json::from_value((**j).clone()).ok())
             .collect();
         let (done, active): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(finished);

@@ -4,7 +4,9 @@
 //! revisionHistoryLimit, and status with Available/Progressing conditions.
 //! The rollout arithmetic is `rk_controllers::deployment`.
 
-use super::runtime::{key_of, split_key, Action, Cache, Change, Ctx, ReconcileError, Reconciler};
+use super::runtime::{
+    controller_owner_key, key_of, split_key, Action, Cache, Change, Ctx, ReconcileError, Reconciler,
+};
 use super::{now, to_json, typed};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use rk_api::Reason;
@@ -12,23 +14,13 @@ use rk_controllers::deployment::{
     deployment_status, find_new_replica_set, history_to_delete, max_revision, new_replica_set,
     owned_replica_sets, plan_rollout, REVISION_ANNOTATION,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
 
 const RESOURCE: &str = "deployments.apps";
 const RS: &str = "replicasets.apps";
 
 pub struct DeploymentController;
-
-fn owner_key(obj: &Value) -> Option<String> {
-    let ns = obj["metadata"]["namespace"].as_str().unwrap_or("default");
-    obj["metadata"]["ownerReferences"]
-        .as_array()?
-        .iter()
-        .find(|r| r["controller"] == true && r["kind"] == "Deployment")
-        .and_then(|r| r["name"].as_str())
-        .map(|n| format!("{ns}/{n}"))
-}
 
 /// Pods of `rs` that count as available. A ReplicaSet just scaled down
 /// still reports the pods it is about to delete; counting more than its
@@ -58,7 +50,9 @@ impl Reconciler for DeploymentController {
     fn keys_for(&self, change: &Change, _cache: &Cache) -> Vec<String> {
         match change.resource.as_str() {
             RESOURCE => vec![key_of(&change.object)],
-            RS => owner_key(&change.object).into_iter().collect(),
+            RS => controller_owner_key(&change.object, "Deployment")
+                .into_iter()
+                .collect(),
             _ => vec![],
         }
     }

@@ -3,28 +3,20 @@
 //! activeDeadlineSeconds with a Failed condition, and deletes finished Jobs
 //! after ttlSecondsAfterFinished. The decision is `rk_controllers::job`.
 
-use super::runtime::{key_of, split_key, Action, Cache, Change, Ctx, ReconcileError, Reconciler};
+use super::runtime::{
+    controlled_by, controller_owner_key, key_of, split_key, Action, Cache, Change, Ctx, ReconcileError,
+    Reconciler,
+};
 use super::{now, to_json, typed};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use rk_api::Reason;
 use rk_controllers::job::{plan, pod_from_template, ttl_expired, ttl_expires_at};
-use serde_json::Value;
 use std::time::Duration;
 
 const RESOURCE: &str = "jobs.batch";
 
 pub struct JobController;
-
-fn owner_key(pod: &Value) -> Option<String> {
-    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
-    pod["metadata"]["ownerReferences"]
-        .as_array()?
-        .iter()
-        .find(|r| r["controller"] == true && r["kind"] == "Job")
-        .and_then(|r| r["name"].as_str())
-        .map(|n| format!("{ns}/{n}"))
-}
 
 fn until(t: k8s_openapi::jiff::Timestamp) -> Duration {
     Duration::from_secs((t.as_second() - now().as_second()).max(1) as u64)
@@ -46,7 +38,7 @@ impl Reconciler for JobController {
     fn keys_for(&self, change: &Change, _cache: &Cache) -> Vec<String> {
         match change.resource.as_str() {
             RESOURCE => vec![key_of(&change.object)],
-            "pods" => owner_key(&change.object).into_iter().collect(),
+            "pods" => controller_owner_key(&change.object, "Job").into_iter().collect(),
             _ => vec![],
         }
     }
@@ -66,12 +58,7 @@ impl Reconciler for JobController {
             .cache
             .list("pods", Some(ns))
             .iter()
-            .filter(|p| {
-                p["metadata"]["ownerReferences"].as_array().is_some_and(|rs| {
-                    rs.iter()
-                        .any(|r| r["controller"] == true && r["uid"] == uid.as_str())
-                })
-            })
+            .filter(|p| controlled_by(p, &uid))
             .filter_map(|p| serde_json::from_value((**p).clone()).ok())
             .collect();
         let now = now();

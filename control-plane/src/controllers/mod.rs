@@ -44,19 +44,12 @@ pub fn to_json<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
-/// Now, as the timestamp type the decision functions use.
-pub fn now() -> k8s_openapi::jiff::Timestamp {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    k8s_openapi::jiff::Timestamp::from_second(secs).unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
-}
+pub use crate::clock::now;
 
 /// Sets (or replaces) a condition in `obj.status.conditions`. Returns
 /// whether anything changed, so unchanged conditions cost no write.
 pub fn set_condition(obj: &mut Value, ctype: &str, status: &str, reason: &str, message: &str) -> bool {
-    let now = crate::server::api::now_rfc3339();
+    let now = crate::clock::now_rfc3339();
     let Some(root) = obj.as_object_mut() else {
         return false;
     };
@@ -101,7 +94,7 @@ pub async fn record_event(
 ) {
     let ns = object["metadata"]["namespace"].as_str().unwrap_or("default");
     let name = object["metadata"]["name"].as_str().unwrap_or("");
-    let now = crate::server::api::now_rfc3339();
+    let now = crate::clock::now_rfc3339();
     let ev = json!({
         "apiVersion": "v1", "kind": "Event",
         // Named like Kubernetes' events: the object's name and a unique
@@ -170,6 +163,21 @@ pub async fn run_while_leader(replica: Arc<Replica>, shutdown: CancellationToken
     }
 }
 
+/// Runs one controller on the shared cache until `term`.
+fn spawn<R: runtime::Reconciler>(
+    reconciler: R,
+    ctx: &Arc<Ctx>,
+    informer: &Informer,
+    term: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(run_controller(
+        Arc::new(reconciler),
+        ctx.clone(),
+        informer.subscribe(),
+        term.clone(),
+    ))
+}
+
 fn start(
     replica: Arc<Replica>,
     term: CancellationToken,
@@ -190,49 +198,15 @@ fn start(
         let term = term.clone();
         tasks.push(tokio::spawn(async move { informer.run(live, term).await }));
     }
-    tasks.push(tokio::spawn(run_controller(
-        Arc::new(scheduler::Scheduler::default()),
-        ctx.clone(),
-        informer.subscribe(),
-        term.clone(),
-    )));
-    tasks.push(tokio::spawn(run_controller(
-        Arc::new(deployment::DeploymentController),
-        ctx.clone(),
-        informer.subscribe(),
-        term.clone(),
-    )));
-    tasks.push(tokio::spawn(run_controller(
-        Arc::new(gc::GarbageCollector {
-            store: replica.store.clone(),
-        }),
-        ctx.clone(),
-        informer.subscribe(),
-        term.clone(),
-    )));
-    tasks.push(tokio::spawn(run_controller(
-        Arc::new(cronjob::CronJobController),
-        ctx.clone(),
-        informer.subscribe(),
-        term.clone(),
-    )));
-    tasks.push(tokio::spawn(run_controller(
-        Arc::new(nodelifecycle::NodeLifecycle),
-        ctx.clone(),
-        informer.subscribe(),
-        term.clone(),
-    )));
-    tasks.push(tokio::spawn(run_controller(
-        Arc::new(job::JobController),
-        ctx.clone(),
-        informer.subscribe(),
-        term.clone(),
-    )));
-    tasks.push(tokio::spawn(run_controller(
-        Arc::new(replicaset::ReplicaSetController),
-        ctx,
-        informer.subscribe(),
-        term,
-    )));
+    tasks.push(spawn(scheduler::Scheduler::default(), &ctx, &informer, &term));
+    tasks.push(spawn(deployment::DeploymentController, &ctx, &informer, &term));
+    tasks.push(spawn(replicaset::ReplicaSetController, &ctx, &informer, &term));
+    tasks.push(spawn(job::JobController, &ctx, &informer, &term));
+    tasks.push(spawn(cronjob::CronJobController, &ctx, &informer, &term));
+    tasks.push(spawn(nodelifecycle::NodeLifecycle, &ctx, &informer, &term));
+    let gc = gc::GarbageCollector {
+        store: replica.store.clone(),
+    };
+    tasks.push(spawn(gc, &ctx, &informer, &term));
     tasks
 }

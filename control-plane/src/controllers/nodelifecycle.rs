@@ -119,7 +119,9 @@ impl Reconciler for NodeLifecycle {
                 .map(|n| (*n).clone())
                 .unwrap_or(status);
             let mut taints = n["spec"]["taints"].as_array().cloned().unwrap_or_default();
-            taints.push(json!({"key": UNREACHABLE, "effect": "NoExecute", "timeAdded": crate::server::api::now_rfc3339()}));
+            taints.push(
+                json!({"key": UNREACHABLE, "effect": "NoExecute", "timeAdded": crate::clock::now_rfc3339()}),
+            );
             n["spec"]["taints"] = json!(taints);
             n["metadata"]["resourceVersion"] = Value::Null;
             ctx.writer.update("nodes", &n).await?;

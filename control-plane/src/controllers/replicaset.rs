@@ -2,7 +2,9 @@
 //! adopting orphans and releasing Pods that stopped matching, and reports
 //! status. The decision is `rk_controllers::replicaset::plan`.
 
-use super::runtime::{key_of, split_key, Action, Cache, Change, Ctx, ReconcileError, Reconciler};
+use super::runtime::{
+    controller_owner_key, key_of, split_key, Action, Cache, Change, Ctx, ReconcileError, Reconciler,
+};
 use super::{now, to_json, typed};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
@@ -14,16 +16,6 @@ use std::time::Duration;
 const RESOURCE: &str = "replicasets.apps";
 
 pub struct ReplicaSetController;
-
-fn owner_key(pod: &Value) -> Option<String> {
-    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
-    pod["metadata"]["ownerReferences"]
-        .as_array()?
-        .iter()
-        .find(|r| r["controller"] == true && r["kind"] == "ReplicaSet")
-        .and_then(|r| r["name"].as_str())
-        .map(|n| format!("{ns}/{n}"))
-}
 
 impl Reconciler for ReplicaSetController {
     fn name(&self) -> &'static str {
@@ -37,7 +29,7 @@ impl Reconciler for ReplicaSetController {
                 let mut keys: Vec<String> = [Some(&change.object), change.prev.as_ref()]
                     .into_iter()
                     .flatten()
-                    .filter_map(|p| owner_key(p))
+                    .filter_map(|p| controller_owner_key(p, "ReplicaSet"))
                     .collect();
                 if keys.is_empty() {
                     // An orphan: any ReplicaSet of its namespace may adopt it.

@@ -49,6 +49,24 @@ pub fn key_of(obj: &Value) -> String {
     }
 }
 
+/// The key of `obj`'s controller owner, if that owner is a `kind`.
+pub fn controller_owner_key(obj: &Value, kind: &str) -> Option<String> {
+    let ns = obj["metadata"]["namespace"].as_str().unwrap_or("default");
+    obj["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|r| r["controller"] == true && r["kind"] == kind)
+        .and_then(|r| r["name"].as_str())
+        .map(|n| format!("{ns}/{n}"))
+}
+
+/// Whether `obj`'s controller owner has this uid.
+pub fn controlled_by(obj: &Value, uid: &str) -> bool {
+    obj["metadata"]["ownerReferences"]
+        .as_array()
+        .is_some_and(|rs| rs.iter().any(|r| r["controller"] == true && r["uid"] == uid))
+}
+
 pub fn split_key(key: &str) -> (&str, &str) {
     match key.split_once('/') {
         Some((ns, name)) => (ns, name),
@@ -323,7 +341,7 @@ impl Writer {
             .api
             .replica
             .propose_local(Command::Txn(Txn {
-                now: crate::server::api::now_rfc3339(),
+                now: crate::clock::now_rfc3339(),
                 ops,
             }))
             .await?;

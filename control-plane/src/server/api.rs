@@ -30,16 +30,6 @@ fn err(e: ApiError) -> Status {
     to_status(&e)
 }
 
-pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    k8s_openapi::jiff::Timestamp::from_second(secs)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
-}
-
 fn kind_for(resource: &str) -> std::result::Result<&'static ResourceKind, ApiError> {
     resources::lookup(resource).ok_or_else(|| {
         ApiError::new(
@@ -153,7 +143,7 @@ impl ApiSvc {
         }
         let uid = uuid::Uuid::new_v4().to_string();
         meta.insert("uid".into(), json!(uid));
-        meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+        meta.insert("creationTimestamp".into(), json!(crate::clock::now_rfc3339()));
         for f in [
             "deletionTimestamp",
             "deletionGracePeriodSeconds",
@@ -181,7 +171,7 @@ impl ApiSvc {
         let applied = self
             .replica
             .propose(Command::Txn(Txn {
-                now: now_rfc3339(),
+                now: crate::clock::now_rfc3339(),
                 ops: vec![Op::Create {
                     resource: kind.group_resource(),
                     object: obj,
@@ -281,7 +271,7 @@ impl ApiSvc {
             match self
                 .replica
                 .propose(Command::Txn(Txn {
-                    now: now_rfc3339(),
+                    now: crate::clock::now_rfc3339(),
                     ops: vec![op],
                 }))
                 .await
@@ -392,7 +382,7 @@ impl Api for ApiSvc {
         let a = self
             .replica
             .propose(Command::Txn(Txn {
-                now: now_rfc3339(),
+                now: crate::clock::now_rfc3339(),
                 ops: vec![op],
             }))
             .await
@@ -439,7 +429,7 @@ impl Api for ApiSvc {
             .replica
             .store
             .list_prefix(&resource_prefix(&kind.group_resource(), ns))
-            .map_err(|e| err(ApiError::new(Reason::InternalError, e.to_string())))?;
+            .map_err(|e| err(e.into()))?;
         let items = items
             .iter()
             .filter(|o| filter.matches_object(o))
@@ -540,7 +530,7 @@ impl Api for ApiSvc {
         let a = self
             .replica
             .propose(Command::Txn(Txn {
-                now: now_rfc3339(),
+                now: crate::clock::now_rfc3339(),
                 ops,
             }))
             .await

@@ -6,6 +6,7 @@ use crate::pki::{JoinToken, NODE_CN_PREFIX, REPLICA_CN_PREFIX};
 use crate::replica::Replica;
 use crate::store::types::*;
 use openraft::{BasicNode, ChangeMembers};
+use rk_client::tls::host_of;
 use rk_proto::v1 as pb;
 use rk_proto::v1::cluster_client::ClusterClient;
 use rk_proto::v1::cluster_server::Cluster;
@@ -15,14 +16,6 @@ use tonic::{Request, Response, Status};
 
 pub struct ClusterSvc {
     pub replica: Arc<Replica>,
-}
-
-fn host_of(addr: &str) -> &str {
-    let a = addr.trim_start_matches("https://");
-    match a.rsplit_once(':') {
-        Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']'),
-        None => a,
-    }
 }
 
 fn valid_dns_label(s: &str) -> bool {

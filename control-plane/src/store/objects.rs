@@ -87,10 +87,6 @@ fn blocking_finalizers(obj: &Value) -> usize {
     finalizers(obj).len() + ns_fins
 }
 
-fn display_resource(resource: &str) -> String {
-    resource.to_string()
-}
-
 /// Applies `txn` at `revision`. The outer error is a storage failure (the
 /// replica must stop); the inner one is the transaction's own outcome.
 pub fn apply_txn(
@@ -170,7 +166,7 @@ fn apply_op(
                             Reason::Forbidden,
                             format!(
                                 "{} \"{}\" is forbidden: unable to create new content in namespace {} because it is being terminated",
-                                display_resource(resource), name, ns
+                                resource, name, ns
                             ),
                         )));
                     }
