@@ -1,0 +1,3 @@
+//! The embedded container runtime (being written).
+pub mod spec;
+pub use spec::*;
