@@ -139,7 +139,6 @@ pub struct ExecSpec {
 
 /// The handles of a running exec: its pid and the host side of its stdio.
 /// With a TTY, `stdin` and `stdout` are both the PTY master and `stderr` is None.
-#[derive(Debug)]
 pub struct ExecProcess {
     pub pid: u32,
     pub stdin: std::fs::File,
@@ -198,4 +197,10 @@ pub trait Runtime: Send + Sync + 'static {
     fn exec(&self, spec: &ExecSpec) -> Result<ExecProcess, RuntimeError>;
     /// Resizes an exec's terminal.
     fn resize_tty(&self, pty_master: &std::os::fd::OwnedFd, cols: u16, rows: u16) -> Result<(), RuntimeError>;
+}
+
+impl std::fmt::Debug for ExecProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecProcess").field("pid", &self.pid).field("tty", &self.pty_master.is_some()).finish()
+    }
 }
