@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod error;
+pub mod join;
 pub mod tls;
 
 pub use rk_api::{ApiError, Reason};

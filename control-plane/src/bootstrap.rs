@@ -10,7 +10,7 @@
 //! - `replica.json`: this replica's id and addresses.
 
 use crate::network::Network;
-use crate::pki::{self, CertificateAuthority, JoinToken, ADMIN_CN, REPLICA_CN_PREFIX};
+use crate::pki::{CertificateAuthority, JoinToken, ADMIN_CN, REPLICA_CN_PREFIX};
 use crate::replica::Replica;
 use crate::server::{self, ServerTls};
 use crate::store::rocks::{open_db, LogStore, StateMachine};
@@ -363,26 +363,11 @@ pub async fn join(
     }
     let advertise = advertise_for(listen, advertise)?;
     check_addr("--server", server.trim_start_matches("https://"))?;
-    let parsed = JoinToken::parse(token).context("--token")?;
+    JoinToken::parse(token).context("--token")?;
     let listener = bind(listen).await?;
-    let ca_pem = rk_client::tls::discover_ca(server, &parsed.ca_fingerprint).await?;
-    let (key_pem, csr_pem) = pki::new_key_and_csr("rk:replica:joining")?;
-    let ep = rk_client::tls::endpoint(server, None, &ca_pem).context("server address")?;
-    let channel = ep
-        .connect()
-        .await
-        .with_context(|| format!("connect to {server}"))?;
-    let resp = pb::cluster_client::ClusterClient::new(channel)
-        .join(pb::JoinRequest {
-            token: token.trim().to_string(),
-            role: "replica".into(),
-            name: String::new(),
-            csr_pem,
-            advertise: advertise.clone(),
-        })
-        .await
-        .map_err(|st| anyhow!("join refused by {server}: {}", st.message()))?
-        .into_inner();
+    let joined = rk_client::join::join(server, token, "replica", "", &advertise).await?;
+    let resp = joined.response;
+    let key_pem = joined.identity.key_pem;
     write_private(&dir.pki("ca.crt"), &resp.ca_cert_pem)?;
     write_private(&dir.pki("ca.key"), &resp.ca_key_pem)?;
     write_private(&dir.pki("replica.crt"), &resp.cert_pem)?;

@@ -15,6 +15,8 @@ use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 use std::time::Duration;
 
+pub use rk_client::join::{new_key_and_csr, JoinToken};
+
 /// Identity common names.
 pub const ADMIN_CN: &str = "rk:admin";
 pub const REPLICA_CN_PREFIX: &str = "rk:replica:";
@@ -24,8 +26,8 @@ pub const NODE_CN_PREFIX: &str = "system:node:";
 pub enum PkiError {
     #[error("certificate generation failed: {0}")]
     Rcgen(#[from] rcgen::Error),
-    #[error("malformed join token: {0}")]
-    BadToken(&'static str),
+    #[error("malformed CA certificate: {0}")]
+    BadCa(&'static str),
     #[error("invalid certificate signing request: {0}")]
     BadCsr(String),
 }
@@ -132,74 +134,12 @@ fn leaf_params(common_name: &str, sans: &[String]) -> Result<CertificateParams, 
     Ok(params)
 }
 
-/// A new key pair and a CSR for it (the joiner's side).
-pub fn new_key_and_csr(common_name: &str) -> Result<(String, String), PkiError> {
-    let key = KeyPair::generate()?;
-    // A CSR carries only the subject: the signer decides everything else.
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, common_name);
-    params.distinguished_name = dn;
-    let csr = params.serialize_request(&key)?;
-    Ok((key.serialize_pem(), csr.pem()?))
-}
-
 /// sha256 over the DER of the first certificate in `pem`, hex.
 pub fn ca_fingerprint(cert_pem: &str) -> Result<String, PkiError> {
     use rustls_pki_types::pem::PemObject;
     let der = rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes())
-        .map_err(|_| PkiError::BadToken("CA certificate is not valid PEM"))?;
+        .map_err(|_| PkiError::BadCa("not valid PEM"))?;
     Ok(hex::encode(Sha256::digest(der.as_ref())))
-}
-
-/// A parsed join token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JoinToken {
-    pub ca_fingerprint: String,
-    pub secret: String,
-}
-
-impl JoinToken {
-    pub fn generate(ca_fingerprint: &str) -> Self {
-        let secret: [u8; 16] = rand::random();
-        Self {
-            ca_fingerprint: ca_fingerprint.to_string(),
-            secret: hex::encode(secret),
-        }
-    }
-
-    pub fn parse(token: &str) -> Result<Self, PkiError> {
-        let mut parts = token.trim().split('.');
-        let (Some("rk1"), Some(fp), Some(secret), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(PkiError::BadToken("expected rk1.<ca-sha256>.<secret>"));
-        };
-        if fp.len() != 64 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(PkiError::BadToken("the CA hash must be 64 hex digits"));
-        }
-        if secret.len() < 16 {
-            return Err(PkiError::BadToken("the secret is too short"));
-        }
-        Ok(Self {
-            ca_fingerprint: fp.to_ascii_lowercase(),
-            secret: secret.to_string(),
-        })
-    }
-
-    /// Constant-time comparison of the secret part, so a remote guesser
-    /// learns nothing from response timing.
-    pub fn secret_matches(&self, other: &JoinToken) -> bool {
-        let a = Sha256::digest(self.secret.as_bytes());
-        let b = Sha256::digest(other.secret.as_bytes());
-        a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-    }
-}
-
-impl std::fmt::Display for JoinToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "rk1.{}.{}", self.ca_fingerprint, self.secret)
-    }
 }
 
 /// The common name of the first certificate in a DER chain, if it parses.
@@ -212,26 +152,6 @@ pub fn common_name_of(der: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn token_round_trip_and_rejects_garbage() {
-        let ca = CertificateAuthority::generate("t").expect("ca");
-        let token = JoinToken::generate(&ca.fingerprint().expect("fp"));
-        let parsed = JoinToken::parse(&token.to_string()).expect("parse");
-        assert_eq!(parsed, token);
-        assert!(parsed.secret_matches(&token));
-        let other = JoinToken::generate(&token.ca_fingerprint);
-        assert!(!other.secret_matches(&token));
-        for bad in [
-            "",
-            "rk1",
-            "rk2.aa.bb",
-            "rk1.xyz.0123456789abcdef0123",
-            "rk1.a.b.c",
-        ] {
-            assert!(JoinToken::parse(bad).is_err(), "{bad} should not parse");
-        }
-    }
 
     #[test]
     fn csr_is_signed_with_server_chosen_identity() {

@@ -234,10 +234,23 @@ fn fake_agents(c: Client, stop: tokio_util::sync::CancellationToken) -> tokio::t
             let (pods, _) = c.list("pods", &ListParams::default()).await.unwrap_or_default();
             for mut p in pods {
                 let bound = p["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
-                if !bound
-                    || p["status"]["phase"] == "Running"
-                    || !p["metadata"]["deletionTimestamp"].is_null()
-                {
+                if bound && !p["metadata"]["deletionTimestamp"].is_null() {
+                    // A real agent stops the containers, then confirms with a
+                    // zero-grace delete; these fake containers stop at once.
+                    let _ = c
+                        .delete(
+                            "pods",
+                            p["metadata"]["namespace"].as_str().unwrap_or("default"),
+                            p["metadata"]["name"].as_str().unwrap_or(""),
+                            &rk_client::DeleteOptions {
+                                grace_period_seconds: Some(0),
+                                ..Default::default()
+                            },
+                        )
+                        .await;
+                    continue;
+                }
+                if !bound || p["status"]["phase"] == "Running" {
                     continue;
                 }
                 let now = "2026-11-27T00:00:00Z";

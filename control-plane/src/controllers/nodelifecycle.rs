@@ -138,20 +138,26 @@ impl Reconciler for NodeLifecycle {
         };
         let mut next: Option<i64> = None;
         for pod in ctx.cache.list("pods", None) {
-            if pod["spec"]["nodeName"] != key || !pod["metadata"]["deletionTimestamp"].is_null() {
+            if pod["spec"]["nodeName"] != key {
                 continue;
             }
-            let Some(tolerated) = toleration_seconds(&pod) else {
-                continue;
+            // A Pod already terminating waits for its node agent to confirm;
+            // an unreachable agent never will, so once its grace period is
+            // over the Pod is removed for it.
+            let terminating_until = pod["metadata"]["deletionTimestamp"]
+                .as_str()
+                .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+                .map(|t| t.as_second());
+            let evict_at = match terminating_until {
+                Some(deadline) => deadline,
+                None => match toleration_seconds(&pod) {
+                    Some(tolerated) => since + tolerated as i64,
+                    None => continue,
+                },
             };
-            let evict_at = since + tolerated as i64;
             if now_s >= evict_at {
                 let (ns, name) = (meta_str(&pod, "namespace"), meta_str(&pod, "name"));
-                match ctx
-                    .writer
-                    .delete("pods", ns, name, Some(meta_str(&pod, "uid")))
-                    .await
-                {
+                match ctx.writer.force_delete_pod(ns, name, meta_str(&pod, "uid")).await {
                     Ok(_) => {
                         record_event(
                             &ctx.writer,

@@ -330,6 +330,23 @@ impl Writer {
             expected_rv: None,
             expected_uid: uid.map(str::to_string),
             propagation: None,
+            grace_period_seconds: None,
+        }])
+        .await
+    }
+
+    /// Deletes a Pod without waiting for its node: for Pods whose node is
+    /// unreachable, whose agent cannot confirm termination.
+    pub async fn force_delete_pod(&self, namespace: &str, name: &str, uid: &str) -> Result<Value, ApiError> {
+        self.ensure_leader()?;
+        self.commit(vec![Op::Delete {
+            resource: "pods".to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            expected_rv: None,
+            expected_uid: Some(uid.to_string()),
+            propagation: None,
+            grace_period_seconds: Some(0),
         }])
         .await
     }

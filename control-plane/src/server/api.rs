@@ -323,6 +323,7 @@ impl ApiSvc {
             expected_rv: rv,
             expected_uid: Some(req.precondition_uid.clone()).filter(|s| !s.is_empty()),
             propagation,
+            grace_period_seconds: req.grace_period_seconds,
         })
     }
 

@@ -54,6 +54,58 @@ pub fn resource_version(obj: &Value) -> Option<u64> {
     meta_str(obj, "resourceVersion").parse().ok()
 }
 
+/// Kubernetes' graceful deletion: a Pod bound to a node and not yet
+/// finished is only marked (deletionTimestamp in the future,
+/// deletionGracePeriodSeconds) so its node agent can stop the containers
+/// and then remove the object with a zero grace period. Unbound and finished
+/// Pods, and a zero grace period, delete at once (`None`).
+fn pod_grace_period(pod: &Value, requested: Option<i64>) -> Option<i64> {
+    let bound = pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
+    let finished = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+    if !bound || finished {
+        return None;
+    }
+    let grace = requested
+        .or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64())
+        .unwrap_or(30)
+        .max(0);
+    let already = pod["metadata"]["deletionGracePeriodSeconds"].as_i64();
+    match already {
+        // A second delete may shorten the grace period, never lengthen it.
+        Some(current) if grace >= current => Some(current),
+        _ if grace == 0 => None,
+        _ => Some(grace),
+    }
+}
+
+fn mark_pod_terminating(
+    fx: &mut TxnEffects,
+    key: String,
+    rv: &Value,
+    now: &str,
+    old: Value,
+    grace: i64,
+) -> Value {
+    let mut obj = old.clone();
+    let unchanged = obj["metadata"]["deletionGracePeriodSeconds"].as_i64() == Some(grace);
+    if !unchanged {
+        let deadline = now
+            .parse::<k8s_openapi::jiff::Timestamp>()
+            .ok()
+            .and_then(|t| {
+                t.checked_add(k8s_openapi::jiff::SignedDuration::from_secs(grace))
+                    .ok()
+            })
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| now.to_string());
+        set_meta(&mut obj, "deletionTimestamp", json!(deadline));
+        set_meta(&mut obj, "deletionGracePeriodSeconds", json!(grace));
+    }
+    set_meta(&mut obj, "resourceVersion", rv.clone());
+    record(fx, key, EventKind::Modified, "pods", obj.clone(), Some(old));
+    obj
+}
+
 fn set_meta(obj: &mut Value, field: &str, value: Value) {
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         if value.is_null() {
@@ -277,6 +329,7 @@ fn apply_op(
             expected_rv,
             expected_uid,
             propagation,
+            grace_period_seconds,
         } => {
             let key = object_key(resource, namespace, name);
             let Some(old) = lookup(read, fx, &key)? else {
@@ -304,6 +357,11 @@ fn apply_op(
                             meta_str(&old, "resourceVersion")
                         ),
                     )));
+                }
+            }
+            if resource == "pods" {
+                if let Some(grace) = pod_grace_period(&old, *grace_period_seconds) {
+                    return Ok(Ok(mark_pod_terminating(fx, key, &rv, now, old, grace)));
                 }
             }
             let mut fins = finalizers(&old);
@@ -495,6 +553,7 @@ mod tests {
             expected_rv: None,
             expected_uid: None,
             propagation: None,
+            grace_period_seconds: None,
         };
         let fx = apply_txn(&w, 3, &txn(vec![del])).unwrap().unwrap();
         assert_eq!(fx.events[0].kind, EventKind::Modified);
@@ -539,6 +598,7 @@ mod tests {
             expected_rv: None,
             expected_uid: None,
             propagation: None,
+            grace_period_seconds: None,
         };
         let fx = apply_txn(&w, 3, &txn(vec![del])).unwrap().unwrap();
         assert_eq!(fx.events[0].kind, EventKind::Modified);
@@ -562,6 +622,63 @@ mod tests {
     }
 
     #[test]
+    fn a_bound_pod_is_marked_for_its_grace_period_then_removed_by_a_zero_grace_delete() {
+        let mut w = world();
+        let pod = |name: &str, node: &str| {
+            json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":name,"namespace":"default"},
+                   "spec":{"nodeName":node,"terminationGracePeriodSeconds":10,"containers":[{"name":"c","image":"busybox"}]}})
+        };
+        let create_pod = |o: Value| Op::Create {
+            resource: "pods".into(),
+            object: o,
+        };
+        let fx = apply_txn(
+            &w,
+            2,
+            &txn(vec![
+                create_pod(pod("bound", "n1")),
+                create_pod(pod("unbound", "")),
+            ]),
+        )
+        .unwrap()
+        .unwrap();
+        commit(&mut w, &fx);
+        let del = |name: &str, grace: Option<i64>| Op::Delete {
+            resource: "pods".into(),
+            namespace: "default".into(),
+            name: name.into(),
+            expected_rv: None,
+            expected_uid: None,
+            propagation: None,
+            grace_period_seconds: grace,
+        };
+        let fx = apply_txn(&w, 3, &txn(vec![del("bound", None)])).unwrap().unwrap();
+        assert_eq!(fx.events[0].kind, EventKind::Modified);
+        assert_eq!(
+            meta_str(&fx.objects[0], "deletionTimestamp"),
+            "2026-11-27T00:00:10Z"
+        );
+        assert_eq!(fx.objects[0]["metadata"]["deletionGracePeriodSeconds"], 10);
+        commit(&mut w, &fx);
+        // A longer grace period does not extend it.
+        let fx = apply_txn(&w, 4, &txn(vec![del("bound", Some(60))]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            meta_str(&fx.objects[0], "deletionTimestamp"),
+            "2026-11-27T00:00:10Z"
+        );
+        let fx = apply_txn(&w, 4, &txn(vec![del("bound", Some(0))]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(fx.events[0].kind, EventKind::Deleted);
+        let fx = apply_txn(&w, 4, &txn(vec![del("unbound", None)]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(fx.events[0].kind, EventKind::Deleted);
+    }
+
+    #[test]
     fn delete_preconditions() {
         let mut w = world();
         let fx = apply_txn(&w, 2, &txn(vec![create(cm("a", "1"))]))
@@ -575,6 +692,7 @@ mod tests {
             expected_rv: rv,
             expected_uid: uid.map(str::to_string),
             propagation: None,
+            grace_period_seconds: None,
         };
         assert_eq!(
             apply_txn(&w, 3, &txn(vec![del(Some(9), None)]))

@@ -68,6 +68,11 @@ pub enum Op {
         expected_uid: Option<String>,
         /// Background (default), Foreground or Orphan.
         propagation: Option<String>,
+        /// For bound Pods: how long the node gets to stop the containers
+        /// before the object goes away (`None`: the Pod's
+        /// terminationGracePeriodSeconds, 30 by default; 0 removes at once).
+        #[serde(default)]
+        grace_period_seconds: Option<i64>,
     },
     CheckExists {
         resource: String,
