@@ -11,6 +11,9 @@ pub enum CliError {
     Local(String),
     /// Already reported on stderr; only the exit status is left to set.
     Reported,
+    /// `exec` ran a command that exited with this non-zero code; rkctl
+    /// exits with it too, as kubectl does.
+    Exit(i32),
 }
 
 pub type Result<T, E = CliError> = std::result::Result<T, E>;
@@ -26,7 +29,7 @@ impl CliError {
         match self {
             CliError::Api(e) => Some(api_error_line(e)),
             CliError::Local(m) => Some(local_line(m)),
-            CliError::Reported => None,
+            CliError::Reported | CliError::Exit(_) => None,
         }
     }
 

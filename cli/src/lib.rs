@@ -1,7 +1,7 @@
 //! `rkctl`: the command-line client of rk, modelled on kubectl.
 //!
-//! Commands: `apply`, `get`, `delete`, `cluster members|remove-replica`,
-//! `version`. Every failure prints one kubectl-style line on stderr and
+//! Commands: `apply`, `get`, `delete`, `logs`, `exec`, `cp`,
+//! `cluster members|remove-replica`, `version`. Every failure prints one kubectl-style line on stderr and
 //! makes the command exit non-zero.
 //!
 //! # Layout
@@ -23,6 +23,7 @@ mod apply;
 mod cluster;
 mod delete;
 mod get;
+mod streams;
 
 use clap::{Parser, Subcommand};
 use error::{CliError, Result};
@@ -59,6 +60,12 @@ enum Cmd {
     Get(get::GetArgs),
     /// Delete objects by kind and name, selector, or manifest.
     Delete(delete::DeleteArgs),
+    /// Print the logs of a container in a Pod.
+    Logs(streams::LogsArgs),
+    /// Run a command in a container.
+    Exec(streams::ExecArgs),
+    /// Copy files to and from containers (tar over exec).
+    Cp(streams::CpArgs),
     /// Inspect and change the control plane's replica set.
     #[command(subcommand)]
     Cluster(cluster::ClusterCmd),
@@ -206,6 +213,9 @@ pub async fn run_with(args: Vec<String>, stdout: &mut dyn Write, stderr: &mut dy
         Cmd::Get(a) => get::run(&mut ctx, a).await,
         Cmd::Delete(a) => delete::run(&mut ctx, a).await,
         Cmd::Cluster(c) => cluster::run(&mut ctx, c).await,
+        Cmd::Logs(a) => streams::logs(&mut ctx, a).await,
+        Cmd::Exec(a) => streams::exec(&mut ctx, a).await,
+        Cmd::Cp(a) => streams::cp(&mut ctx, a).await,
         Cmd::Version { .. } => {
             ctx.print(&format!("Client Version: v{}\n", env!("CARGO_PKG_VERSION")));
             Ok(())
@@ -214,6 +224,7 @@ pub async fn run_with(args: Vec<String>, stdout: &mut dyn Write, stderr: &mut dy
     ctx.flush();
     match result {
         Ok(()) => 0,
+        Err(CliError::Exit(code)) => code,
         Err(e) => {
             ctx.report(&e);
             let _ = ctx.err.flush();

@@ -6,6 +6,8 @@
 //! directory (`target/debug/`), or in `$RK_BIN_DIR`. Build them first:
 //! `cargo build --workspace --bins`.
 
+pub mod agent;
+
 use rk_client::config::ConfigFile;
 use rk_client::Client;
 use rk_proto::v1 as pb;

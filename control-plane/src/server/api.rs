@@ -440,6 +440,31 @@ impl Api for ApiSvc {
     }
 
     type WatchStream = WatchStream;
+    type PodLogsStream = super::streams::LogsStream;
+    type PodExecStream = super::streams::ExecStream;
+
+    async fn pod_logs(&self, req: Request<pb::LogsRequest>) -> Result<Response<Self::PodLogsStream>> {
+        auth::require_api(&req)?;
+        self.barrier(pb::Consistency::Linearizable as i32)
+            .await
+            .map_err(err)?;
+        Ok(Response::new(
+            super::streams::logs(&self.replica, req.into_inner()).await?,
+        ))
+    }
+
+    async fn pod_exec(
+        &self,
+        req: Request<tonic::Streaming<pb::ExecInput>>,
+    ) -> Result<Response<Self::PodExecStream>> {
+        auth::require_api(&req)?;
+        self.barrier(pb::Consistency::Linearizable as i32)
+            .await
+            .map_err(err)?;
+        Ok(Response::new(
+            super::streams::exec(&self.replica, req.into_inner()).await?,
+        ))
+    }
 
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>> {
         auth::require_api(&req)?;

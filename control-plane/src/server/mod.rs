@@ -4,6 +4,7 @@ pub mod api;
 pub mod auth;
 pub mod cluster;
 pub mod raft_svc;
+pub mod streams;
 
 use crate::replica::Replica;
 use rk_proto::v1::api_server::ApiServer;

@@ -1,0 +1,23 @@
+//! Builds the busybox image the examples and tests use, from Debian's
+//! busybox-static, because no public registry is reachable from rk's
+//! development and CI machines.
+//!
+//! `rk-mkimage OUT.tar [REFERENCE]` writes an OCI archive (default
+//! reference `rk.local/busybox:1`) that a node agent imports from its
+//! `DATA_DIR/images/` directory.
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let Some(out) = args.next() else {
+        eprintln!("usage: rk-mkimage OUT.tar [REFERENCE]");
+        std::process::exit(2);
+    };
+    let reference = args.next().unwrap_or_else(|| "rk.local/busybox:1".into());
+    match rk_testkit::agent::build_busybox_archive(std::path::Path::new(&out), &reference) {
+        Ok(id) => println!("{reference} {id}"),
+        Err(e) => {
+            eprintln!("error: building {out}: {e} (is busybox-static installed?)");
+            std::process::exit(1);
+        }
+    }
+}
