@@ -107,6 +107,46 @@ fn pick_container(containers: &[Found], wanted: &str, pod: &str) -> Result<Found
         .ok_or_else(|| Status::not_found(format!("container \"{name}\" in pod \"{pod}\" is not available")))
 }
 
+/// The newest log directory of `namespace/pod` and the Pod uid it belongs to.
+fn find_pod_logs(dir: &DataDir, namespace: &str, pod: &str) -> Option<(String, PathBuf)> {
+    let prefix = format!("{namespace}_{pod}_");
+    std::fs::read_dir(dir.logs())
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let uid = name.strip_prefix(&prefix)?.to_string();
+            let modified = e.metadata().and_then(|m| m.modified()).ok()?;
+            Some((modified, uid, e.path()))
+        })
+        .max_by_key(|(m, _, _)| *m)
+        .map(|(_, uid, p)| (uid, p))
+}
+
+fn subdirs(p: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(p)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The attempts with a log file in a container's log directory.
+fn attempts(p: &Path) -> Vec<u32> {
+    std::fs::read_dir(p)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_string_lossy().strip_suffix(".log")?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// One line of a CRI log file: timestamp, stream, whether it ends a line, text.
 pub fn parse_cri_line(line: &str) -> Option<(&str, &str, bool, &str)> {
     let mut parts = line.splitn(4, ' ');
@@ -265,40 +305,46 @@ impl NodeStreams for StreamSvc {
     async fn logs(&self, req: Request<pb::LogsRequest>) -> Result<Response<LogsStream>, Status> {
         require_replica(&req)?;
         let req = req.into_inner();
-        let rt = self.rt.clone();
-        let (ns, pod) = (req.namespace.clone(), req.pod.clone());
-        let (uid, containers) = {
-            let rt = rt.clone();
-            tokio::task::spawn_blocking(move || pod_containers(rt.as_ref(), &ns, &pod))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))??
+        // Logs outlive containers (a finished Pod's sandbox is gone), so
+        // they are found on disk: DIR/logs/<ns>_<pod>_<uid>/<container>/<attempt>.log.
+        let (uid, pod_dir) = find_pod_logs(&self.dir, &req.namespace, &req.pod)
+            .ok_or_else(|| Status::not_found(format!("pods \"{}\" has no logs on this node", req.pod)))?;
+        let name = if req.container.is_empty() {
+            let names = subdirs(&pod_dir);
+            match names.as_slice() {
+                [one] => one.clone(),
+                many => {
+                    return Err(Status::invalid_argument(format!(
+                        "a container name must be specified for pod {}, choose one of: [{}]",
+                        req.pod,
+                        many.join(" ")
+                    )))
+                }
+            }
+        } else {
+            req.container.clone()
         };
-        if containers.is_empty() {
-            return Err(Status::not_found(format!(
-                "pods \"{}\" not found on this node",
+        let latest = attempts(&pod_dir.join(&name)).into_iter().max().ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "container \"{name}\" in pod \"{}\" is waiting to start: no logs yet",
                 req.pod
-            )));
-        }
-        let (name, attempt, current) = pick_container(&containers, &req.container, &req.pod)?;
+            ))
+        })?;
         let attempt = if req.previous {
-            if attempt == 0 {
-                return Err(Status::invalid_argument(format!(
+            latest.checked_sub(1).ok_or_else(|| {
+                Status::invalid_argument(format!(
                     "previous terminated container \"{name}\" in pod \"{}\" not found",
                     req.pod
-                )));
-            }
-            attempt - 1
+                ))
+            })?
         } else {
-            attempt
+            latest
         };
-        let path = self
-            .dir
-            .pod_logs(&req.namespace, &req.pod, &uid)
-            .join(&name)
-            .join(format!("{attempt}.log"));
+        let path = pod_dir.join(&name).join(format!("{attempt}.log"));
+        let container_id = crate::pod::container_id(&uid, &name, attempt);
         let (tx, rx) = mpsc::channel(16);
-        let follow_id = current.id.clone();
-        std::thread::spawn(move || stream_logs(rt, follow_id, path, req, tx));
+        let rt = self.rt.clone();
+        std::thread::spawn(move || stream_logs(rt, container_id, path, req, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

@@ -306,6 +306,15 @@ impl Cluster {
         }
     }
 
+    /// Joins and starts a node agent that has the busybox test image
+    /// ([`agent::BUSYBOX`]) and the given extra `run` flags.
+    pub fn add_agent(&self, extra: &[&str]) -> agent::AgentProc {
+        let server = self.replicas.iter().find(|r| r.is_running()).map(|r| r.addr.clone()).expect("a running replica");
+        let mut a = agent::AgentProc::join(self.root.path(), &server, &self.token, Some(agent::busybox_images()), extra);
+        a.start();
+        a
+    }
+
     /// Every replica's log, for failure messages.
     pub fn logs(&self) -> String {
         self.replicas

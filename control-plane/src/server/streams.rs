@@ -26,8 +26,46 @@ fn get(replica: &Replica, resource: &str, ns: &str, name: &str) -> Result<Value,
         .ok_or_else(|| to_status(&ApiError::not_found(resource, name)))
 }
 
-/// The agent endpoint (`IP:PORT`) of the node running `namespace/pod`.
-fn agent_for(replica: &Replica, namespace: &str, pod: &str) -> Result<String, Status> {
+/// The container a request means: the named one (which must exist), or
+/// the Pod's default (its `kubectl.kubernetes.io/default-container`
+/// annotation, else its only container), as kubectl resolves it.
+fn resolve_container(p: &Value, pod: &str, wanted: &str) -> Result<String, Status> {
+    let names = |key: &str| -> Vec<String> {
+        p["spec"][key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    let app = names("containers");
+    let init = names("initContainers");
+    if !wanted.is_empty() {
+        if app.iter().chain(init.iter()).any(|n| n == wanted) {
+            return Ok(wanted.to_string());
+        }
+        return Err(to_status(&ApiError::new(
+            Reason::BadRequest,
+            format!("container {wanted} is not valid for pod {pod}"),
+        )));
+    }
+    if let Some(d) = p["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"].as_str() {
+        return Ok(d.to_string());
+    }
+    match app.as_slice() {
+        [one] => Ok(one.clone()),
+        many => Err(to_status(&ApiError::new(
+            Reason::BadRequest,
+            format!(
+                "a container name must be specified for pod {pod}, choose one of: [{}]",
+                many.join(" ")
+            ),
+        ))),
+    }
+}
+
+/// The agent endpoint (`IP:PORT`) of the node running `namespace/pod`, and the Pod.
+fn agent_for(replica: &Replica, namespace: &str, pod: &str) -> Result<(String, Value), Status> {
     let ns = if namespace.is_empty() {
         "default"
     } else {
@@ -52,11 +90,12 @@ fn agent_for(replica: &Replica, namespace: &str, pod: &str) -> Result<String, St
     let port = n["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
         .as_u64()
         .ok_or_else(|| Status::unavailable(format!("node {node} publishes no agent endpoint")))?;
-    Ok(if ip.contains(':') {
+    let addr = if ip.contains(':') {
         format!("[{ip}]:{port}")
     } else {
         format!("{ip}:{port}")
-    })
+    };
+    Ok((addr, p))
 }
 
 fn agent_client(
@@ -70,8 +109,12 @@ fn agent_client(
     Ok(NodeStreamsClient::new(ch))
 }
 
-pub async fn logs(replica: &Arc<Replica>, req: pb::LogsRequest) -> Result<LogsStream, Status> {
-    let addr = agent_for(replica, &req.namespace, &req.pod)?;
+pub async fn logs(replica: &Arc<Replica>, mut req: pb::LogsRequest) -> Result<LogsStream, Status> {
+    let (addr, pod) = agent_for(replica, &req.namespace, &req.pod)?;
+    req.container = resolve_container(&pod, &req.pod, &req.container)?;
+    if req.namespace.is_empty() {
+        req.namespace = "default".into();
+    }
     let mut client = agent_client(replica, &addr)?;
     let stream = client
         .logs(req)
@@ -82,16 +125,18 @@ pub async fn logs(replica: &Arc<Replica>, req: pb::LogsRequest) -> Result<LogsSt
 }
 
 pub async fn exec(replica: &Arc<Replica>, mut input: Streaming<pb::ExecInput>) -> Result<ExecStream, Status> {
-    let first = input
+    let mut first = input
         .message()
         .await?
         .ok_or_else(|| Status::invalid_argument("an exec stream must start with ExecStart"))?;
-    let Some(pb::exec_input::Input::Start(start)) = &first.input else {
-        return Err(Status::invalid_argument(
-            "an exec stream must start with ExecStart",
-        ));
+    let Some(pb::exec_input::Input::Start(start)) = &mut first.input else {
+        return Err(Status::invalid_argument("an exec stream must start with ExecStart"));
     };
-    let addr = agent_for(replica, &start.namespace, &start.pod)?;
+    let (addr, pod) = agent_for(replica, &start.namespace, &start.pod)?;
+    start.container = resolve_container(&pod, &start.pod, &start.container)?;
+    if start.namespace.is_empty() {
+        start.namespace = "default".into();
+    }
     let mut client = agent_client(replica, &addr)?;
     // The client's stream goes on to the agent unchanged, first message
     // included; a broken client stream simply ends the agent's input.
