@@ -73,7 +73,12 @@ async fn exit_codes_restart_policies_oom_and_init_order() {
     let c = cluster.client();
     run_pod(&c, &agent, pod("ok", "Never", json!([sh("c", "exit 0")]))).await;
     run_pod(&c, &agent, pod("fails", "Never", json!([sh("c", "exit 3")]))).await;
-    run_pod(&c, &agent, pod("retries", "OnFailure", json!([sh("c", "exit 1")]))).await;
+    run_pod(
+        &c,
+        &agent,
+        pod("retries", "OnFailure", json!([sh("c", "exit 1")])),
+    )
+    .await;
     run_pod(&c, &agent, pod("always", "Always", json!([sh("c", "exit 0")]))).await;
     let mut hog = sh("c", "a=xxxxxxxxxxxxxxxx; while true; do a=$a$a; done");
     hog["resources"] = json!({"limits": {"memory": "16Mi"}});
@@ -96,20 +101,32 @@ async fn exit_codes_restart_policies_oom_and_init_order() {
     assert_eq!(state(&failed, "c")["state"]["terminated"]["exitCode"], 3);
     assert_eq!(state(&failed, "c")["state"]["terminated"]["reason"], "Error");
     let hog = wait_phase(&cluster, &agent, "hog", "Failed").await;
-    assert_eq!(state(&hog, "c")["state"]["terminated"]["reason"], "OOMKilled", "{hog:#}");
+    assert_eq!(
+        state(&hog, "c")["state"]["terminated"]["reason"],
+        "OOMKilled",
+        "{hog:#}"
+    );
     assert_eq!(state(&hog, "c")["state"]["terminated"]["exitCode"], 137);
     let done = wait_phase(&cluster, &agent, "ordered", "Succeeded").await;
-    assert_eq!(done["status"]["initContainerStatuses"][1]["state"]["terminated"]["exitCode"], 0);
+    assert_eq!(
+        done["status"]["initContainerStatuses"][1]["state"]["terminated"]["exitCode"],
+        0
+    );
     let (code, out, err) = rkctl(&cluster, &["logs", "ordered"]);
     assert_eq!((code, out.as_str()), (0, "first\nsecond\n"), "{err}");
     for name in ["retries", "always"] {
-        let p = eventually(WAIT, &format!("{name} restarts twice"), logs(&cluster, &agent), || {
-            let c = c.clone();
-            async move {
-                let p = get(&c, name).await;
-                (state(&p, "c")["restartCount"].as_u64().unwrap_or(0) >= 2).then_some(p)
-            }
-        })
+        let p = eventually(
+            WAIT,
+            &format!("{name} restarts twice"),
+            logs(&cluster, &agent),
+            || {
+                let c = c.clone();
+                async move {
+                    let p = get(&c, name).await;
+                    (state(&p, "c")["restartCount"].as_u64().unwrap_or(0) >= 2).then_some(p)
+                }
+            },
+        )
         .await;
         assert_eq!(p["status"]["phase"], "Running", "{name}: {p:#}");
     }
@@ -124,7 +141,10 @@ async fn containers_share_localhost_pods_do_not_share_processes_and_streams_work
         "pair",
         "Always",
         json!([
-            sh("server", "echo ready; while true; do echo pong | nc -l -p 8080; done"),
+            sh(
+                "server",
+                "echo ready; while true; do echo pong | nc -l -p 8080; done"
+            ),
             sh("client", "sleep 3600")
         ]),
     );
@@ -132,24 +152,59 @@ async fn containers_share_localhost_pods_do_not_share_processes_and_streams_work
     run_pod(&c, &agent, pod("other", "Always", json!([sh("c", "sleep 3600")]))).await;
     wait_phase(&cluster, &agent, "pair", "Running").await;
     let other = wait_phase(&cluster, &agent, "other", "Running").await;
-    assert!(other["status"]["podIP"].as_str().is_some_and(|ip| ip.starts_with("10.90.")), "{other:#}");
+    assert!(
+        other["status"]["podIP"]
+            .as_str()
+            .is_some_and(|ip| ip.starts_with("10.90.")),
+        "{other:#}"
+    );
 
     // Containers of one Pod talk over localhost.
-    let reply = eventually(WAIT, "the client reaches the server over localhost", logs(&cluster, &agent), || async {
-        let (code, out, _) = rkctl(&cluster, &["exec", "pair", "-c", "client", "--", "sh", "-c", "nc 127.0.0.1 8080 </dev/null"]);
-        (code == 0 && out.contains("pong")).then_some(out)
-    })
+    let reply = eventually(
+        WAIT,
+        "the client reaches the server over localhost",
+        logs(&cluster, &agent),
+        || async {
+            let (code, out, _) = rkctl(
+                &cluster,
+                &[
+                    "exec",
+                    "pair",
+                    "-c",
+                    "client",
+                    "--",
+                    "sh",
+                    "-c",
+                    "nc 127.0.0.1 8080 </dev/null",
+                ],
+            );
+            (code == 0 && out.contains("pong")).then_some(out)
+        },
+    )
     .await;
     assert!(reply.contains("pong"));
     // Another Pod sees neither their processes nor their hostname.
     let (code, ps, _) = rkctl(&cluster, &["exec", "other", "--", "ps"]);
     assert_eq!(code, 0);
-    assert!(!ps.contains("nc -l"), "other Pod sees the pair's processes:\n{ps}");
+    assert!(
+        !ps.contains("nc -l"),
+        "other Pod sees the pair's processes:\n{ps}"
+    );
     let (_, host, _) = rkctl(&cluster, &["exec", "other", "--", "hostname"]);
     assert_eq!(host.trim(), "other");
 
     // exec: exit codes, stderr, stdin.
-    let (code, out, err) = rkctl(&cluster, &["exec", "other", "--", "sh", "-c", "echo out; echo err >&2; exit 7"]);
+    let (code, out, err) = rkctl(
+        &cluster,
+        &[
+            "exec",
+            "other",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 7",
+        ],
+    );
     assert_eq!((code, out.as_str(), err.as_str()), (7, "out\n", "err\n"));
     let mut child = Command::new(bin("rkctl"))
         .arg("--config")
@@ -173,29 +228,51 @@ async fn containers_share_localhost_pods_do_not_share_processes_and_streams_work
         bin("rkctl").display(),
         cluster.admin_conf().display()
     );
-    let out = Command::new("script").args(["-qec", &cmdline, "/dev/null"]).output().expect("script");
+    let out = Command::new("script")
+        .args(["-qec", &cmdline, "/dev/null"])
+        .output()
+        .expect("script");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("/dev/pts/"), "tty printed: {text}");
 
     // cp both ways.
     let dir = tempfile::tempdir().expect("tmp");
     std::fs::write(dir.path().join("in.txt"), "to the container\n").expect("write");
-    let (code, _, err) = rkctl(&cluster, &["cp", &dir.path().join("in.txt").display().to_string(), "other:/tmp/in.txt"]);
+    let (code, _, err) = rkctl(
+        &cluster,
+        &[
+            "cp",
+            &dir.path().join("in.txt").display().to_string(),
+            "other:/tmp/in.txt",
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     let (_, out, _) = rkctl(&cluster, &["exec", "other", "--", "cat", "/tmp/in.txt"]);
     assert_eq!(out, "to the container\n");
     let back = dir.path().join("back.txt");
-    let (code, _, err) = rkctl(&cluster, &["cp", "other:/tmp/in.txt", &back.display().to_string()]);
+    let (code, _, err) = rkctl(
+        &cluster,
+        &["cp", "other:/tmp/in.txt", &back.display().to_string()],
+    );
     assert_eq!(code, 0, "{err}");
-    assert_eq!(std::fs::read_to_string(&back).expect("read"), "to the container\n");
+    assert_eq!(
+        std::fs::read_to_string(&back).expect("read"),
+        "to the container\n"
+    );
 
     // logs: tail, timestamps, and errors.
     let (code, out, _) = rkctl(&cluster, &["logs", "pair", "-c", "server", "--timestamps"]);
     assert_eq!(code, 0);
-    assert!(out.starts_with("20") && out.trim_end().ends_with(" ready"), "{out}");
+    assert!(
+        out.starts_with("20") && out.trim_end().ends_with(" ready"),
+        "{out}"
+    );
     let (code, _, err) = rkctl(&cluster, &["logs", "pair"]);
     assert_eq!(code, 1);
-    assert!(err.contains("a container name must be specified for pod pair"), "{err}");
+    assert!(
+        err.contains("a container name must be specified for pod pair"),
+        "{err}"
+    );
     let (code, _, err) = rkctl(&cluster, &["logs", "nosuch"]);
     assert_eq!(code, 1);
     assert!(err.contains("NotFound"), "{err}");
@@ -207,7 +284,8 @@ async fn failing_liveness_restarts_and_prestop_runs_within_the_grace_period() {
     let agent = cluster.add_agent(&["--backoff-initial-ms", "200"]);
     let c = cluster.client();
     let mut probed = sh("c", "touch /tmp/healthy; sleep 2; rm /tmp/healthy; sleep 3600");
-    probed["livenessProbe"] = json!({"exec": {"command": ["cat", "/tmp/healthy"]}, "periodSeconds": 1, "failureThreshold": 1});
+    probed["livenessProbe"] =
+        json!({"exec": {"command": ["cat", "/tmp/healthy"]}, "periodSeconds": 1, "failureThreshold": 1});
     run_pod(&c, &agent, pod("probed", "Always", json!([probed]))).await;
     let p = eventually(WAIT, "a liveness restart", logs(&cluster, &agent), || {
         let c = c.clone();
@@ -223,7 +301,8 @@ async fn failing_liveness_restarts_and_prestop_runs_within_the_grace_period() {
     // container dies by SIGKILL once the 2 s grace period is over.
     let host = tempfile::tempdir().expect("tmp");
     let mut stubborn = sh("c", "trap '' TERM; while true; do sleep 1; done");
-    stubborn["lifecycle"] = json!({"preStop": {"exec": {"command": ["sh", "-c", "echo prestop > /host/marker"]}}});
+    stubborn["lifecycle"] =
+        json!({"preStop": {"exec": {"command": ["sh", "-c", "echo prestop > /host/marker"]}}});
     stubborn["volumeMounts"] = json!([{"name": "host", "mountPath": "/host"}]);
     let mut p = pod("stubborn", "Always", json!([stubborn]));
     p["spec"]["terminationGracePeriodSeconds"] = json!(2);
@@ -231,7 +310,9 @@ async fn failing_liveness_restarts_and_prestop_runs_within_the_grace_period() {
     run_pod(&c, &agent, p).await;
     wait_phase(&cluster, &agent, "stubborn", "Running").await;
     let started = std::time::Instant::now();
-    c.delete("pods", "default", "stubborn", &Default::default()).await.expect("delete");
+    c.delete("pods", "default", "stubborn", &Default::default())
+        .await
+        .expect("delete");
     // Marked first: the node has the grace period to stop it.
     let marked = get(&c, "stubborn").await;
     assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 2, "{marked:#}");
@@ -241,8 +322,14 @@ async fn failing_liveness_restarts_and_prestop_runs_within_the_grace_period() {
     })
     .await;
     let took = started.elapsed();
-    assert_eq!(std::fs::read_to_string(host.path().join("marker")).unwrap_or_default(), "prestop\n");
-    assert!(took >= Duration::from_secs(2), "deleted after {took:?}, before the grace period ended");
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("marker")).unwrap_or_default(),
+        "prestop\n"
+    );
+    assert!(
+        took >= Duration::from_secs(2),
+        "deleted after {took:?}, before the grace period ended"
+    );
     assert!(took < Duration::from_secs(15), "deletion took {took:?}");
 }
 
@@ -251,28 +338,73 @@ async fn an_agent_restart_keeps_containers_running_and_cleans_up_after_deletes()
     let cluster = Cluster::start(1);
     let mut agent = cluster.add_agent(&[]);
     let c = cluster.client();
-    run_pod(&c, &agent, pod("steady", "Always", json!([sh("c", "sleep 3600")]))).await;
-    run_pod(&c, &agent, pod("doomed", "Always", json!([sh("c", "sleep 3600")]))).await;
+    run_pod(
+        &c,
+        &agent,
+        pod("steady", "Always", json!([sh("c", "sleep 3600")])),
+    )
+    .await;
+    run_pod(
+        &c,
+        &agent,
+        pod("doomed", "Always", json!([sh("c", "sleep 3600")])),
+    )
+    .await;
     let before = wait_phase(&cluster, &agent, "steady", "Running").await;
     let doomed = wait_phase(&cluster, &agent, "doomed", "Running").await;
     let doomed_uid = doomed["metadata"]["uid"].as_str().unwrap_or_default().to_string();
-    assert!(walk(&agent.dir.join("runtime")).iter().any(|p| p.contains(&doomed_uid)));
-    let (_, pid_before, _) = rkctl(&cluster, &["exec", "steady", "--", "sh", "-c", "cat /proc/1/stat | cut -d' ' -f22"]);
+    assert!(walk(&agent.dir.join("runtime"))
+        .iter()
+        .any(|p| p.contains(&doomed_uid)));
+    let (_, pid_before, _) = rkctl(
+        &cluster,
+        &[
+            "exec",
+            "steady",
+            "--",
+            "sh",
+            "-c",
+            "cat /proc/1/stat | cut -d' ' -f22",
+        ],
+    );
 
     agent.kill();
     // While the agent is down, one Pod is removed for good.
-    c.delete("pods", "default", "doomed", &rk_client::DeleteOptions { grace_period_seconds: Some(0), ..Default::default() })
-        .await
-        .expect("force delete");
+    c.delete(
+        "pods",
+        "default",
+        "doomed",
+        &rk_client::DeleteOptions {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("force delete");
     agent.start();
 
     // The agent is back when it reports again; the container was not restarted.
-    eventually(WAIT, "the agent to serve exec again", logs(&cluster, &agent), || async {
-        let (code, _, _) = rkctl(&cluster, &["exec", "steady", "--", "true"]);
-        (code == 0).then_some(())
-    })
+    eventually(
+        WAIT,
+        "the agent to serve exec again",
+        logs(&cluster, &agent),
+        || async {
+            let (code, _, _) = rkctl(&cluster, &["exec", "steady", "--", "true"]);
+            (code == 0).then_some(())
+        },
+    )
     .await;
-    let (_, pid_after, _) = rkctl(&cluster, &["exec", "steady", "--", "sh", "-c", "cat /proc/1/stat | cut -d' ' -f22"]);
+    let (_, pid_after, _) = rkctl(
+        &cluster,
+        &[
+            "exec",
+            "steady",
+            "--",
+            "sh",
+            "-c",
+            "cat /proc/1/stat | cut -d' ' -f22",
+        ],
+    );
     assert_eq!(pid_before, pid_after, "the container was restarted");
     let after = get(&c, "steady").await;
     assert_eq!(state(&after, "c")["restartCount"], 0);
@@ -282,11 +414,18 @@ async fn an_agent_restart_keeps_containers_running_and_cleans_up_after_deletes()
     );
     // The removed Pod's sandbox is gone from the node.
     let runtime_dir = agent.dir.join("runtime");
-    eventually(WAIT, "the orphaned sandbox to be removed", logs(&cluster, &agent), || async {
-        let listing = walk(&runtime_dir);
-        let steady_uid = before["metadata"]["uid"].as_str().unwrap_or_default().to_string();
-        (!listing.iter().any(|p| p.contains(&doomed_uid)) && listing.iter().any(|p| p.contains(&steady_uid))).then_some(())
-    })
+    eventually(
+        WAIT,
+        "the orphaned sandbox to be removed",
+        logs(&cluster, &agent),
+        || async {
+            let listing = walk(&runtime_dir);
+            let steady_uid = before["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+            (!listing.iter().any(|p| p.contains(&doomed_uid))
+                && listing.iter().any(|p| p.contains(&steady_uid)))
+            .then_some(())
+        },
+    )
     .await;
 }
 
@@ -301,4 +440,97 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
         }
     }
     out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_are_pulled_from_a_registry_marked_insecure() {
+    rk_client::tls::init_crypto();
+    let registry = rk_testkit::registry::Registry::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let archive = dir.path().join("busybox.tar");
+    rk_testkit::agent::build_busybox_archive(&archive, "rk.test/pushed:1").expect("build image");
+    rk_image::testing::push_to_registry(&registry.addr, "team/busybox", "2", &archive, None)
+        .await
+        .expect("push");
+    let cluster = Cluster::start(1);
+    let agent = cluster.add_agent(&["--insecure-registry", &registry.addr]);
+    let c = cluster.client();
+    let image = format!("{}/team/busybox:2", registry.addr);
+    let mut p = pod("pulled", "Never", json!([sh("c", "echo pulled")]));
+    p["spec"]["containers"][0]["image"] = json!(image);
+    run_pod(&c, &agent, p).await;
+    let done = wait_phase(&cluster, &agent, "pulled", "Succeeded").await;
+    assert!(
+        state(&done, "c")["imageID"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("sha256:")),
+        "{done:#}"
+    );
+    let (_, out, _) = rkctl(&cluster, &["logs", "pulled"]);
+    assert_eq!(out, "pulled\n");
+    // A tag the registry does not have: ErrImagePull, then ImagePullBackOff.
+    let mut missing = pod("missing", "Never", json!([sh("c", "true")]));
+    missing["spec"]["containers"][0]["image"] = json!(format!("{}/team/busybox:nope", registry.addr));
+    run_pod(&c, &agent, missing).await;
+    let waiting = eventually(WAIT, "an image pull error", logs(&cluster, &agent), || {
+        let c = c.clone();
+        async move {
+            let p = get(&c, "missing").await;
+            let reason = state(&p, "c")["state"]["waiting"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            (reason == "ErrImagePull" || reason == "ImagePullBackOff").then_some(p)
+        }
+    })
+    .await;
+    assert_eq!(waiting["status"]["phase"], "Pending");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_runs_on_a_real_node_and_scales_down_gracefully() {
+    let cluster = Cluster::start(1);
+    let agent = cluster.add_agent(&[]);
+    let c = cluster.client();
+    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"terminationGracePeriodSeconds": 1,
+                                       "containers": [{"name": "web", "image": BUSYBOX, "command": ["httpd", "-f", "-p", "8080"],
+                                                       "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}]}}}});
+    c.create("deployments", &d).await.expect("create deployment");
+    let ready = |want: i64| {
+        let c = c.clone();
+        move || {
+            let c = c.clone();
+            async move {
+                let d = c.get("deployments", "default", "web").await.ok()?;
+                (d["status"]["readyReplicas"].as_i64() == Some(want)
+                    && d["status"]["replicas"].as_i64() == Some(want))
+                .then_some(d)
+            }
+        }
+    };
+    eventually(WAIT, "2 ready replicas", logs(&cluster, &agent), ready(2)).await;
+    let (pods, _) = c.list("pods", &Default::default()).await.expect("list");
+    assert!(pods.iter().all(|p| p["spec"]["nodeName"] == agent.name.as_str()));
+    // Each Pod serves on its own IP, reachable from the node.
+    for p in &pods {
+        let ip = p["status"]["podIP"].as_str().expect("pod IP");
+        tokio::net::TcpStream::connect((ip, 8080))
+            .await
+            .expect("connect to the pod");
+    }
+    let mut d = c.get("deployments", "default", "web").await.expect("get");
+    d["spec"]["replicas"] = json!(1);
+    c.update("deployments", &d).await.expect("scale down");
+    eventually(WAIT, "1 ready replica and 1 pod", logs(&cluster, &agent), || {
+        let c = c.clone();
+        async move {
+            let d = c.get("deployments", "default", "web").await.ok()?;
+            let (pods, _) = c.list("pods", &Default::default()).await.ok()?;
+            (d["status"]["readyReplicas"].as_i64() == Some(1) && pods.len() == 1).then_some(())
+        }
+    })
+    .await;
 }

@@ -7,6 +7,7 @@
 //! `cargo build --workspace --bins`.
 
 pub mod agent;
+pub mod registry;
 
 use rk_client::config::ConfigFile;
 use rk_client::Client;
@@ -309,8 +310,19 @@ impl Cluster {
     /// Joins and starts a node agent that has the busybox test image
     /// ([`agent::BUSYBOX`]) and the given extra `run` flags.
     pub fn add_agent(&self, extra: &[&str]) -> agent::AgentProc {
-        let server = self.replicas.iter().find(|r| r.is_running()).map(|r| r.addr.clone()).expect("a running replica");
-        let mut a = agent::AgentProc::join(self.root.path(), &server, &self.token, Some(agent::busybox_images()), extra);
+        let server = self
+            .replicas
+            .iter()
+            .find(|r| r.is_running())
+            .map(|r| r.addr.clone())
+            .expect("a running replica");
+        let mut a = agent::AgentProc::join(
+            self.root.path(),
+            &server,
+            &self.token,
+            Some(agent::busybox_images()),
+            extra,
+        );
         a.start();
         a
     }

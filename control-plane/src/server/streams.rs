@@ -130,7 +130,9 @@ pub async fn exec(replica: &Arc<Replica>, mut input: Streaming<pb::ExecInput>) -
         .await?
         .ok_or_else(|| Status::invalid_argument("an exec stream must start with ExecStart"))?;
     let Some(pb::exec_input::Input::Start(start)) = &mut first.input else {
-        return Err(Status::invalid_argument("an exec stream must start with ExecStart"));
+        return Err(Status::invalid_argument(
+            "an exec stream must start with ExecStart",
+        ));
     };
     let (addr, pod) = agent_for(replica, &start.namespace, &start.pod)?;
     start.container = resolve_container(&pod, &start.pod, &start.container)?;
