@@ -6,8 +6,13 @@
 //! members each, on loopback): sequential 1 KiB writes (p50/p99), 64 writes
 //! in flight (throughput, p99), and leader `kill -9` → first successful
 //! write (median over several kills).
+//!
+//! `rk-bench pods` measures Pod start on a real node (create → Running,
+//! the runtime's sandbox + container start beside crun or runc) and the
+//! agent's memory.
 
 mod etcd;
+mod pods;
 mod stats;
 
 use anyhow::{Context, Result};
@@ -29,6 +34,8 @@ struct Cli {
 enum Cmd {
     /// Replicated writes and failover: rk vs etcd.
     Store(StoreArgs),
+    /// Pod start on a real node: rk vs crun/runc, and the agent's RSS.
+    Pods(pods::PodsArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -348,6 +355,7 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     let args = match cli.cmd {
         Some(Cmd::Store(a)) => a,
+        Some(Cmd::Pods(a)) => return pods::run(&a).await,
         None => StoreArgs::default(),
     };
     eprintln!("measuring rk ...");

@@ -196,11 +196,15 @@ pub trait Runtime: Send + Sync + 'static {
     /// Runs a process inside a running container (its namespaces, cgroup, rootfs, user).
     fn exec(&self, spec: &ExecSpec) -> Result<ExecProcess, RuntimeError>;
     /// Resizes an exec's terminal.
-    fn resize_tty(&self, pty_master: &std::os::fd::OwnedFd, cols: u16, rows: u16) -> Result<(), RuntimeError>;
+    fn resize_tty(&self, pty_master: &std::os::fd::OwnedFd, cols: u16, rows: u16)
+        -> Result<(), RuntimeError>;
 }
 
 impl std::fmt::Debug for ExecProcess {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExecProcess").field("pid", &self.pid).field("tty", &self.pty_master.is_some()).finish()
+        f.debug_struct("ExecProcess")
+            .field("pid", &self.pid)
+            .field("tty", &self.pty_master.is_some())
+            .finish()
     }
 }
