@@ -182,6 +182,62 @@ pub fn deletion_order(a: &Pod, b: &Pod) -> Ordering {
         .then_with(|| a.metadata.name.cmp(&b.metadata.name))
 }
 
+/// The pods a controller claims, and the ownership changes that claiming
+/// requires (see [`claim_pods`]).
+#[derive(Debug, Default)]
+pub struct Claimed<'a> {
+    /// The owner's pods after adoption and release: the ones it controls and
+    /// still selects, plus the orphans it adopts.
+    pub ours: Vec<&'a Pod>,
+    /// Names of matching orphan pods to adopt.
+    pub adopt: Vec<String>,
+    /// Names of controlled pods that no longer match and must be released.
+    pub release: Vec<String>,
+}
+
+/// Which of `pods` the controller `owner` claims, as Kubernetes'
+/// `ClaimPods` decides: pods of its namespace that it controls and that
+/// match `selector` are its own; controlled pods that stopped matching are
+/// released; matching pods without a controller are adopted unless they or
+/// the owner are being deleted (adopting then would only delay garbage
+/// collection). Pods of other controllers are never touched. A `None`
+/// selector (missing, empty or invalid) matches nothing.
+pub fn claim_pods<'a>(
+    owner: &ObjectMeta,
+    selector: Option<&rk_api::selector::LabelSelector>,
+    pods: &'a [Pod],
+) -> Claimed<'a> {
+    let uid = owner.uid.as_deref().unwrap_or_default();
+    let namespace = owner.namespace.as_deref().unwrap_or("default");
+    let owner_deleting = is_being_deleted(owner);
+    let empty = std::collections::BTreeMap::new();
+    let mut out = Claimed::default();
+    for pod in pods {
+        if pod.metadata.namespace.as_deref().unwrap_or("default") != namespace {
+            continue;
+        }
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let matches = selector.is_some_and(|s| s.matches(pod.metadata.labels.as_ref().unwrap_or(&empty)));
+        match controller_ref(&pod.metadata) {
+            Some(r) if !uid.is_empty() && r.uid == uid => {
+                if matches {
+                    out.ours.push(pod);
+                } else {
+                    out.release.push(name);
+                }
+            }
+            Some(_) => {}
+            None => {
+                if matches && !uid.is_empty() && !owner_deleting && !is_being_deleted(&pod.metadata) {
+                    out.adopt.push(name);
+                    out.ours.push(pod);
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 pub(crate) mod testutil {
     //! Builders for test objects from JSON, so tests read like manifests.
