@@ -64,11 +64,28 @@ pub async fn run(ctx: &mut Ctx<'_>, cmd: ClusterCmd) -> Result<()> {
     let mut cc = ClusterClient::new(client.channel());
     match cmd {
         ClusterCmd::Members => {
-            let r = cc
-                .members(MembersRequest {})
-                .await
-                .map_err(|st| status_error(&st, &servers))?
-                .into_inner();
+            // Any live replica can answer: try each in turn, a dead or cut
+            // one for at most a few seconds.
+            let mut last = None;
+            let mut answer = None;
+            for (_, ch) in client.channels_in_order() {
+                let mut one = ClusterClient::new(ch);
+                match tokio::time::timeout(std::time::Duration::from_secs(3), one.members(MembersRequest {}))
+                    .await
+                {
+                    Ok(Ok(r)) => {
+                        answer = Some(r.into_inner());
+                        break;
+                    }
+                    Ok(Err(st)) => last = Some(st),
+                    Err(_) => last = Some(tonic::Status::unavailable("no answer within 3s")),
+                }
+            }
+            let r = match (answer, last) {
+                (Some(r), _) => r,
+                (None, Some(st)) => return Err(status_error(&st, &servers)),
+                (None, None) => return Err(CliError::local("the configuration lists no servers")),
+            };
             ctx.print(&members_table(&r).render(true));
         }
         ClusterCmd::RemoveReplica { id } => {

@@ -34,6 +34,10 @@ pub struct Client {
     pub default_namespace: String,
     /// How long a call keeps trying other replicas when none answers.
     pub failover_timeout: Duration,
+    /// How long one attempt against one replica may take before that
+    /// replica counts as unreachable (a cut link drops packets silently,
+    /// so without this a call would wait for TCP or HTTP/2 keepalives).
+    pub attempt_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -93,6 +97,7 @@ impl Client {
             current: Arc::new(AtomicUsize::new(0)),
             default_namespace: "default".into(),
             failover_timeout: Duration::from_secs(15),
+            attempt_timeout: Duration::from_secs(8),
         })
     }
 
@@ -123,6 +128,19 @@ impl Client {
     pub fn channel(&self) -> Channel {
         let i = self.current.load(Ordering::Relaxed) % self.channels.len();
         self.channels[i].clone()
+    }
+
+    /// Every replica's channel, the current one first: for callers of the
+    /// other services (Cluster) that want to fail over themselves.
+    pub fn channels_in_order(&self) -> Vec<(String, Channel)> {
+        let n = self.channels.len();
+        let start = self.current.load(Ordering::Relaxed) % n;
+        (0..n)
+            .map(|k| {
+                let i = (start + k) % n;
+                (self.servers[i].clone(), self.channels[i].clone())
+            })
+            .collect()
     }
 
     fn rotate(&self, from: usize) {
@@ -169,7 +187,26 @@ impl Client {
             let client = ApiClient::new(self.channels[i].clone())
                 .max_decoding_message_size(256 << 20)
                 .max_encoding_message_size(256 << 20);
-            match f(client).await {
+            let answered = match tokio::time::timeout(self.attempt_timeout, f(client)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    // Later calls start at another replica.
+                    self.rotate(i);
+                    if idempotent && tokio::time::Instant::now() < deadline {
+                        attempts += 1;
+                        continue;
+                    }
+                    let mut msg = format!(
+                        "{} did not answer within {:?}",
+                        self.servers[i], self.attempt_timeout
+                    );
+                    if !idempotent {
+                        msg.push_str(": the write may or may not have been applied");
+                    }
+                    return Err(ApiError::new(Reason::Timeout, msg));
+                }
+            };
+            match answered {
                 Ok(resp) => return Ok(resp.into_inner()),
                 Err(st)
                     if (error::is_retryable(&st) || (idempotent && error::is_broken_connection(&st)))
@@ -193,6 +230,7 @@ impl Client {
                         if !idempotent && error::is_broken_connection(&st) {
                             msg.push_str(" (the connection broke mid-request: the write may or may not have been applied)");
                         }
+                        self.rotate(i);
                         return Err(ApiError::new(Reason::ServiceUnavailable, msg));
                     }
                     return Err(error::from_status(&st));

@@ -148,7 +148,23 @@ impl Replica {
                     Submitted::NotLeader => None,
                 }
             } else if let Some((_, addr)) = self.leader_addr().await {
-                match self.forward_propose(&addr, &cmd).await {
+                // A leader cut off from us never answers; the write may have
+                // reached it, so a timeout is reported, never retried here.
+                let wait = deadline
+                    .saturating_duration_since(tokio::time::Instant::now())
+                    .max(Duration::from_secs(1));
+                let forwarded = match tokio::time::timeout(wait, self.forward_propose(&addr, &cmd)).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        return Err(ApiError::new(
+                            Reason::Timeout,
+                            format!(
+                                "the leader at {addr} did not answer within {wait:?}; the write may or may not have been applied"
+                            ),
+                        ))
+                    }
+                };
+                match forwarded {
                     Ok(r) => Some(r),
                     Err(st) if st.code() == tonic::Code::Unavailable => {
                         self.leader_unreachable(&st).await;
@@ -245,7 +261,13 @@ impl Replica {
                     Err(RaftError::Fatal(e)) => return Err(unavailable(e.to_string())),
                 }
             } else if let Some((_, addr)) = self.leader_addr().await {
-                self.remote_read_index(&addr).await.ok()
+                // A read index is answered in milliseconds; one that hangs is
+                // from a leader cut off from us, so ask again (leadership may
+                // have moved meanwhile).
+                tokio::time::timeout(Duration::from_millis(500), self.remote_read_index(&addr))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
             } else {
                 None
             };

@@ -74,7 +74,10 @@ pub async fn run(dir: DataDir, opts: RunOptions, shutdown: CancellationToken) ->
         }
     }
     let identity = dir.identity()?;
-    let client = Client::new(cfg.servers.clone(), identity.clone()).context("control-plane client")?;
+    let mut client = Client::new(cfg.servers.clone(), identity.clone()).context("control-plane client")?;
+    // A replica that stops answering must not stall Lease renewals past the
+    // node grace period: give up on it quickly and move to the next.
+    client.attempt_timeout = Duration::from_secs(2);
     let rt_config = rk_runtime::RuntimeConfig {
         state_dir: dir.runtime(),
         cgroup_parent: cfg.cgroup_parent.clone(),
@@ -97,7 +100,7 @@ pub async fn run(dir: DataDir, opts: RunOptions, shutdown: CancellationToken) ->
     {
         // Archives present at start are imported before any Pod needs them.
         let (images, d) = (images.clone(), dir.images());
-        tokio::task::spawn_blocking(move || images.import_new(&d))
+        tokio::task::spawn_blocking(move || images.import_new(&d, false))
             .await
             .context("import images")?;
     }

@@ -95,8 +95,10 @@ impl ImageManager {
     }
 
     /// Imports archives in `dir` that are new or changed since last seen.
-    /// Returns the references imported.
-    pub fn import_new(&self, dir: &Path) -> Vec<String> {
+    /// With `settle`, files changed in the last half second are left for
+    /// the next pass (they may still be being copied in); at start-up
+    /// everything present is imported. Returns the references imported.
+    pub fn import_new(&self, dir: &Path, settle: bool) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return vec![];
         };
@@ -118,11 +120,12 @@ impl ImageManager {
                 continue;
             }
             // A file still being copied in changes size; wait for it to settle.
-            if meta
-                .modified()
-                .ok()
-                .and_then(|m| m.elapsed().ok())
-                .is_some_and(|age| age < Duration::from_millis(500))
+            if settle
+                && meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|age| age < Duration::from_millis(500))
             {
                 continue;
             }
@@ -147,7 +150,7 @@ impl ImageManager {
         loop {
             let me = self.clone();
             let d = dir.clone();
-            let _ = tokio::task::spawn_blocking(move || me.import_new(&d)).await;
+            let _ = tokio::task::spawn_blocking(move || me.import_new(&d, true)).await;
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(2)) => {}
