@@ -404,6 +404,7 @@ impl Worker {
     /// One pass toward the spec. Returns when to look again.
     async fn sync(&mut self) -> Duration {
         const TICK: Duration = Duration::from_secs(1);
+        tracing::debug!(pod = %self.name(), "sync");
         self.refresh().await;
         if self.is_terminal() {
             // A finished Pod keeps no processes: only its status and logs remain.
@@ -643,9 +644,11 @@ impl Worker {
             etc_hosts: String::new(),
             resolv_conf: self.env.resolv_conf.clone(),
         };
+        let t = Instant::now();
         let created = blocking(&self.env.rt, move |rt| rt.create_sandbox(&sb_spec))
             .await
             .map_err(|e| format!("Failed to create pod sandbox: {e}"))?;
+        tracing::debug!(pod = %self.name(), ms = t.elapsed().as_millis() as u64, "sandbox created");
         self.pod_ip = if host_network {
             Some(self.env.cfg.node_ip.clone())
         } else {
@@ -670,7 +673,10 @@ impl Worker {
     async fn start(&mut self, i: usize, refs: &Refs) {
         let image_name = self.slots[i].spec.image.clone().unwrap_or_default();
         let policy = self.slots[i].spec.image_pull_policy.clone();
-        let image = match self.env.images.ensure(&image_name, policy.as_deref()).await {
+        let t = Instant::now();
+        let ensured = self.env.images.ensure(&image_name, policy.as_deref()).await;
+        tracing::debug!(image = %image_name, ms = t.elapsed().as_millis() as u64, "image ready");
+        let image = match ensured {
             Ok(img) => img,
             Err(f) => {
                 let s = &mut self.slots[i];
@@ -728,7 +734,9 @@ impl Worker {
         s.ever_started = true;
         s.image_id = image.id.clone();
         let id = spec.id.clone();
+        let t = Instant::now();
         let started = blocking(&self.env.rt, move |rt| rt.start_container(&spec)).await;
+        tracing::debug!(container = %id, ms = t.elapsed().as_millis() as u64, "container started");
         let s = &mut self.slots[i];
         match started {
             Ok(st) => {
@@ -943,7 +951,10 @@ impl Worker {
         let mut obj = self.raw.clone();
         obj["status"] = status.clone();
         obj["metadata"]["resourceVersion"] = Value::Null;
-        match self.env.client.update_status("pods", &obj).await {
+        let t = Instant::now();
+        let written = self.env.client.update_status("pods", &obj).await;
+        tracing::debug!(pod = %self.name(), ms = t.elapsed().as_millis() as u64, phase = %status["phase"], "status written");
+        match written {
             Ok(_) => self.last_status = status,
             Err(e) if e.reason == Reason::NotFound => {}
             Err(e) => tracing::warn!(pod = %self.name(), error = %e, "writing the Pod status failed"),
