@@ -534,3 +534,79 @@ async fn a_deployment_runs_on_a_real_node_and_scales_down_gracefully() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_of_a_killed_node_move_to_the_surviving_one() {
+    let cluster = Cluster::start(1);
+    let mut a = cluster.add_agent(&[]);
+    let b = cluster.add_agent(&[]);
+    let c = cluster.client();
+    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "spread"},
+        "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "spread"}},
+                 "template": {"metadata": {"labels": {"app": "spread"}},
+                              "spec": {"terminationGracePeriodSeconds": 1,
+                                       "containers": [{"name": "c", "image": BUSYBOX, "command": ["sleep", "3600"]}]}}}});
+    // Both nodes must be registered before the Pods are scheduled.
+    eventually(WAIT, "two nodes", logs(&cluster, &a), || {
+        let c = c.clone();
+        async move {
+            let (nodes, _) = c.list("nodes", &Default::default()).await.ok()?;
+            (nodes.len() == 2).then_some(())
+        }
+    })
+    .await;
+    c.create("deployments", &d).await.expect("create deployment");
+    let running_on = |node: String| {
+        let c = c.clone();
+        move || {
+            let c = c.clone();
+            let node = node.clone();
+            async move {
+                let (pods, _) = c.list("pods", &Default::default()).await.ok()?;
+                let running: Vec<&Value> = pods
+                    .iter()
+                    .filter(|p| {
+                        p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null()
+                    })
+                    .collect();
+                (running.len() == 4
+                    && (node.is_empty() || running.iter().all(|p| p["spec"]["nodeName"] == node.as_str())))
+                .then_some(())
+            }
+        }
+    };
+    eventually(
+        WAIT,
+        "4 running pods",
+        logs(&cluster, &a),
+        running_on(String::new()),
+    )
+    .await;
+    let (pods, _) = c.list("pods", &Default::default()).await.expect("list");
+    assert!(
+        pods.iter().any(|p| p["spec"]["nodeName"] == a.name.as_str()),
+        "the scheduler put nothing on {}",
+        a.name
+    );
+    // The node dies: its agent and every container it ran.
+    a.kill();
+    a.clean_runtime();
+    let started = std::time::Instant::now();
+    eventually(
+        Duration::from_secs(30),
+        "all 4 pods running on the survivor",
+        logs(&cluster, &b),
+        running_on(b.name.clone()),
+    )
+    .await;
+    let node = c.get("nodes", "", &a.name).await.expect("node");
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready").cloned());
+    assert_eq!(
+        ready.map(|r| r["status"].clone()),
+        Some(json!("Unknown")),
+        "{node:#}"
+    );
+    eprintln!("pods moved {:?} after the node died", started.elapsed());
+}
