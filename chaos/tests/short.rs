@@ -1,0 +1,51 @@
+//! The short chaos set that CI runs: two seeds against a local 3-replica,
+//! 2-node cluster (deploy/local). The long set: `RK_CHAOS_SEEDS=50 cargo
+//! test -p rk-chaos --test short -- --ignored`, or the rk-chaos binary.
+
+use rk_chaos::{run, Scenario};
+use std::time::Duration;
+
+async fn seeds(first: u64, n: u64, duration: Duration) {
+    rk_client::tls::init_crypto();
+    let bin_dir = rk_testkit::bin("rk-control-plane")
+        .parent()
+        .map(|p| p.to_path_buf());
+    let root = tempfile_dir();
+    let mut failed = vec![];
+    for seed in first..first + n {
+        let s = Scenario {
+            seed,
+            dir: root.join(format!("seed-{seed}")),
+            duration,
+            bin_dir: bin_dir.clone(),
+            keep: false,
+        };
+        let report = run(&s).await.expect("scenario ran");
+        eprintln!("{report}");
+        if !report.failures.is_empty() {
+            failed.push(seed);
+        }
+    }
+    assert!(failed.is_empty(), "failing seeds: {failed:?}");
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!("rk-chaos-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&p);
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_chaos_set() {
+    seeds(1, 2, Duration::from_secs(25)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the long chaos set: RK_CHAOS_SEEDS=50 cargo test -p rk-chaos --test short -- --ignored"]
+async fn long_chaos_set() {
+    let n = std::env::var("RK_CHAOS_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    seeds(100, n, Duration::from_secs(60)).await;
+}
