@@ -1,8 +1,10 @@
 //! `rkctl`: the command-line client of rk, modelled on kubectl.
 //!
-//! Commands: `apply`, `get`, `delete`, `logs`, `exec`, `cp`,
-//! `cluster members|remove-replica`, `version`. Every failure prints one kubectl-style line on stderr and
-//! makes the command exit non-zero.
+//! Commands: `apply`, `get`, `describe`, `delete`, `logs`, `exec`, `cp`,
+//! `scale`, `rollout`, `set image`, `label`, `annotate`, `cordon`,
+//! `uncordon`, `drain`, `api-resources`, `cluster-info`, `config`,
+//! `cluster members|remove-replica`, `version`. Every failure prints one
+//! kubectl-style line on stderr and makes the command exit non-zero.
 //!
 //! # Layout
 //! - [`args`]: `KIND [NAME...]` / `KIND/NAME` arguments.
@@ -10,9 +12,13 @@
 //! - [`table`]: the human-readable tables of `get`.
 //! - [`output`]: `-o yaml|json|name`.
 //! - [`time`]: timestamps and ages.
-//! - `apply`, `get`, `delete`, `cluster`: the commands.
+//! - [`describe`]: the layouts of `describe`, pure functions of objects.
+//! - `apply`, `get`, `delete`, `cluster`, `edit` (label, annotate, set
+//!   image, scale, cordon), `rollout`, `drain`, `info` (api-resources,
+//!   cluster-info, config): the commands.
 
 pub mod args;
+pub mod describe;
 pub mod error;
 pub mod manifest;
 pub mod output;
@@ -22,7 +28,11 @@ pub mod time;
 mod apply;
 mod cluster;
 mod delete;
+mod drain;
+mod edit;
 mod get;
+mod info;
+mod rollout;
 mod streams;
 
 use clap::{Parser, Subcommand};
@@ -58,8 +68,41 @@ enum Cmd {
     Apply(apply::ApplyArgs),
     /// Display objects.
     Get(get::GetArgs),
+    /// Show details of objects, with their Events.
+    Describe(describe::DescribeArgs),
     /// Delete objects by kind and name, selector, or manifest.
     Delete(delete::DeleteArgs),
+    /// Set the replica count of a Deployment or ReplicaSet (a Job's parallelism).
+    Scale(edit::ScaleArgs),
+    /// Manage the rollout of a Deployment (or DaemonSet).
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCmd),
+    /// Change fields of objects.
+    #[command(subcommand)]
+    Set(edit::SetCmd),
+    /// Add, change (--overwrite) or remove (KEY-) labels.
+    Label(edit::MetaArgs),
+    /// Add, change (--overwrite) or remove (KEY-) annotations.
+    Annotate(edit::MetaArgs),
+    /// Mark nodes unschedulable.
+    Cordon {
+        #[arg(value_name = "NODE", required = true)]
+        nodes: Vec<String>,
+    },
+    /// Mark nodes schedulable again.
+    Uncordon {
+        #[arg(value_name = "NODE", required = true)]
+        nodes: Vec<String>,
+    },
+    /// Cordon a node and delete its Pods, waiting until they are gone.
+    Drain(drain::DrainArgs),
+    /// List the kinds of objects the cluster serves.
+    ApiResources(info::ApiResourcesArgs),
+    /// Print where the control plane runs and which replica leads.
+    ClusterInfo,
+    /// Read and change the client configuration file.
+    #[command(subcommand)]
+    Config(info::ConfigCmd),
     /// Print the logs of a container in a Pod.
     Logs(streams::LogsArgs),
     /// Run a command in a container.
@@ -112,7 +155,14 @@ impl Ctx<'_> {
         }
     }
 
-    fn config_path(&self) -> Result<PathBuf> {
+    /// The `--context` flag, when given.
+    pub fn context_flag(&self) -> Option<&str> {
+        self.context.as_deref()
+    }
+
+    /// The configuration file: `--config`, else `$RKCONFIG`, else
+    /// `~/.rk/config`.
+    pub fn config_path(&self) -> Result<PathBuf> {
         if let Some(p) = &self.config {
             return Ok(p.clone());
         }
@@ -211,7 +261,19 @@ pub async fn run_with(args: Vec<String>, stdout: &mut dyn Write, stderr: &mut dy
     let result = match cli.cmd {
         Cmd::Apply(a) => apply::run(&mut ctx, a).await,
         Cmd::Get(a) => get::run(&mut ctx, a).await,
+        Cmd::Describe(a) => describe::run(&mut ctx, a).await,
         Cmd::Delete(a) => delete::run(&mut ctx, a).await,
+        Cmd::Scale(a) => edit::scale(&mut ctx, a).await,
+        Cmd::Rollout(c) => rollout::run(&mut ctx, c).await,
+        Cmd::Set(c) => edit::set(&mut ctx, c).await,
+        Cmd::Label(a) => edit::label_or_annotate(&mut ctx, a, "labels").await,
+        Cmd::Annotate(a) => edit::label_or_annotate(&mut ctx, a, "annotations").await,
+        Cmd::Cordon { nodes } => edit::set_unschedulable(&mut ctx, &nodes, true).await,
+        Cmd::Uncordon { nodes } => edit::set_unschedulable(&mut ctx, &nodes, false).await,
+        Cmd::Drain(a) => drain::run(&mut ctx, a).await,
+        Cmd::ApiResources(a) => info::api_resources(&mut ctx, a),
+        Cmd::ClusterInfo => info::cluster_info(&mut ctx).await,
+        Cmd::Config(c) => info::config(&mut ctx, c),
         Cmd::Cluster(c) => cluster::run(&mut ctx, c).await,
         Cmd::Logs(a) => streams::logs(&mut ctx, a).await,
         Cmd::Exec(a) => streams::exec(&mut ctx, a).await,

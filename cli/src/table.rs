@@ -150,7 +150,7 @@ pub fn build(kind: &ResourceKind, objs: &[Value], now: Millis, opts: TableOpts) 
     }
 }
 
-fn at<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
+pub(crate) fn at<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
     let mut cur = v;
     for p in path {
         match cur.get(p) {
@@ -161,16 +161,16 @@ fn at<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
     cur
 }
 
-fn s<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+pub(crate) fn s<'a>(v: &'a Value, path: &[&str]) -> &'a str {
     at(v, path).as_str().unwrap_or("")
 }
 
-fn int(v: &Value, path: &[&str]) -> i64 {
+pub(crate) fn int(v: &Value, path: &[&str]) -> i64 {
     let x = at(v, path);
     x.as_i64().or_else(|| x.as_f64().map(|f| f as i64)).unwrap_or(0)
 }
 
-fn int_or(v: &Value, path: &[&str], default: i64) -> i64 {
+pub(crate) fn int_or(v: &Value, path: &[&str], default: i64) -> i64 {
     if at(v, path).is_null() {
         default
     } else {
@@ -178,7 +178,7 @@ fn int_or(v: &Value, path: &[&str], default: i64) -> i64 {
     }
 }
 
-fn arr<'a>(v: &'a Value, path: &[&str]) -> &'a [Value] {
+pub(crate) fn arr<'a>(v: &'a Value, path: &[&str]) -> &'a [Value] {
     at(v, path).as_array().map(Vec::as_slice).unwrap_or(&[])
 }
 
@@ -186,7 +186,7 @@ fn count_keys(v: &Value, path: &[&str]) -> usize {
     at(v, path).as_object().map(|m| m.len()).unwrap_or(0)
 }
 
-fn or_none(s: &str) -> String {
+pub(crate) fn or_none(s: &str) -> String {
     if s.is_empty() {
         "<none>".into()
     } else {
@@ -423,7 +423,7 @@ fn pod_row(o: &Value, name: String, created: String, now: Millis, wide: bool) ->
     r
 }
 
-fn has_condition(o: &Value, ty: &str) -> bool {
+pub(crate) fn has_condition(o: &Value, ty: &str) -> bool {
     arr(o, &["status", "conditions"])
         .iter()
         .any(|c| s(c, &["type"]) == ty && s(c, &["status"]) == "True")
@@ -479,7 +479,7 @@ fn node_status(o: &Value) -> String {
     status
 }
 
-fn node_roles(o: &Value) -> String {
+pub(crate) fn node_roles(o: &Value) -> String {
     let mut roles: Vec<String> = Vec::new();
     if let Some(labels) = at(o, &["metadata", "labels"]).as_object() {
         for (k, v) in labels {
@@ -518,7 +518,7 @@ fn node_wide(o: &Value) -> Vec<String> {
 }
 
 /// `k=v,k2=v2` of a string map, sorted by key.
-fn key_values(v: &Value) -> String {
+pub(crate) fn key_values(v: &Value) -> String {
     v.as_object()
         .map(|m| {
             m.iter()
@@ -535,7 +535,7 @@ fn key_values(v: &Value) -> String {
 }
 
 /// A label selector in kubectl's text form.
-fn selector_string(sel: &Value) -> String {
+pub(crate) fn selector_string(sel: &Value) -> String {
     let mut parts = Vec::new();
     let labels = key_values(at(sel, &["matchLabels"]));
     if !labels.is_empty() {

@@ -152,6 +152,89 @@ pub fn age(v: &Value, now: Millis) -> String {
     }
 }
 
+/// The proleptic Gregorian date of a day count since 1970-01-01 (the
+/// inverse of `days_from_civil`).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Splits an instant into (year, month, day, hour, minute, second, weekday
+/// with 0 = Sunday), in UTC.
+fn fields(t: Millis) -> (i64, i64, i64, i64, i64, i64, i64) {
+    let secs = t.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    // 1970-01-01 was a Thursday.
+    let weekday = (days + 4).rem_euclid(7);
+    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60, weekday)
+}
+
+/// An instant as an RFC 3339 UTC timestamp with whole seconds, the form
+/// Kubernetes writes (`2024-03-01T12:00:00Z`).
+pub fn format_rfc3339(t: Millis) -> String {
+    let (y, mo, d, h, mi, s, _) = fields(t);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// An instant as kubectl describe prints it (Go's RFC 1123 with a numeric
+/// zone, in UTC): `Fri, 01 Mar 2024 12:00:00 +0000`.
+pub fn format_rfc1123z(t: Millis) -> String {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (y, mo, d, h, mi, s, wd) = fields(t);
+    let month = MONTHS[((mo - 1).clamp(0, 11)) as usize];
+    let day = DAYS[wd.clamp(0, 6) as usize];
+    format!("{day}, {d:02} {month} {y:04} {h:02}:{mi:02}:{s:02} +0000")
+}
+
+/// Parses a `--timeout` value (`30s`, `5m`, `1h30m`, `500ms`; a bare
+/// number is seconds). `0` means no limit: `None`.
+pub fn parse_timeout(flag: &str, s: &str) -> Result<Option<std::time::Duration>, String> {
+    let bad = || format!("invalid argument \"{s}\" for \"{flag}\": use a duration like 30s, 5m or 1h");
+    let text = s.trim();
+    if text.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(n) = text.parse::<u64>() {
+        return Ok((n > 0).then(|| std::time::Duration::from_secs(n)));
+    }
+    let mut total_ms: u64 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
+        let unit_ms = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        total_ms = n
+            .checked_mul(unit_ms)
+            .and_then(|x| total_ms.checked_add(x))
+            .ok_or_else(bad)?;
+    }
+    Ok((total_ms > 0).then(|| std::time::Duration::from_millis(total_ms)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +282,38 @@ mod tests {
         for (d, want) in cases {
             assert_eq!(human_duration_millis(d), want, "{d}");
         }
+    }
+
+    #[test]
+    fn formats_timestamps() {
+        let t = parse_rfc3339("2024-03-01T12:34:56Z").unwrap_or_default();
+        assert_eq!(format_rfc3339(t), "2024-03-01T12:34:56Z");
+        assert_eq!(format_rfc1123z(t), "Fri, 01 Mar 2024 12:34:56 +0000");
+        assert_eq!(format_rfc1123z(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+        let t = parse_rfc3339("2000-02-29T23:59:59Z").unwrap_or_default();
+        assert_eq!(format_rfc3339(t), "2000-02-29T23:59:59Z");
+        assert_eq!(format_rfc1123z(t), "Tue, 29 Feb 2000 23:59:59 +0000");
+    }
+
+    #[test]
+    fn timeouts() {
+        use std::time::Duration;
+        assert_eq!(parse_timeout("--timeout", "0"), Ok(None));
+        assert_eq!(parse_timeout("--timeout", "0s"), Ok(None));
+        assert_eq!(
+            parse_timeout("--timeout", "30"),
+            Ok(Some(Duration::from_secs(30)))
+        );
+        assert_eq!(
+            parse_timeout("--timeout", "1m30s"),
+            Ok(Some(Duration::from_secs(90)))
+        );
+        assert_eq!(
+            parse_timeout("--timeout", "250ms"),
+            Ok(Some(Duration::from_millis(250)))
+        );
+        assert!(parse_timeout("--timeout", "soon").is_err());
+        assert!(parse_timeout("--timeout", "5d").is_err());
     }
 
     #[test]
