@@ -1,5 +1,5 @@
-//! Pod networking through CNI plugins (the CNI spec, version 1.0.0): the
-//! `loopback` plugin brings `lo` up, then `bridge` with `host-local` IPAM
+//! Pod networking through CNI plugins (the CNI spec, version 1.0.0): rk-pause
+//! brings `lo` up itself, then `bridge` with `host-local` IPAM
 //! creates a veth pair from the Pod's network namespace to a host bridge that
 //! holds the gateway address, so the host reaches Pod IPs directly.
 //!
@@ -80,7 +80,10 @@ pub fn validate(cfg: &CniConfig) -> Result<(), String> {
     Ok(())
 }
 
-/// The plugin calls for a Pod network: loopback, then the bridge.
+/// The plugin calls for a Pod network: the bridge. `lo` is brought up by
+/// rk-pause itself, which saves the loopback plugin's process start on
+/// every sandbox (plans saved by older versions still list it, and DEL
+/// replays whatever was saved).
 pub fn plan(cfg: &CniConfig, ipam_dir: &Path) -> NetworkPlan {
     let mut range = json!({ "subnet": cfg.subnet });
     if let Some(gw) = &cfg.gateway {
@@ -102,21 +105,13 @@ pub fn plan(cfg: &CniConfig, ipam_dir: &Path) -> NetworkPlan {
             "dataDir": ipam_dir,
         },
     });
-    let lo = json!({ "cniVersion": CNI_VERSION, "name": "rk-lo", "type": "loopback" });
     NetworkPlan {
         bin_dir: cfg.bin_dir.clone(),
-        calls: vec![
-            PluginCall {
-                plugin: "loopback".into(),
-                ifname: "lo".into(),
-                conf: lo,
-            },
-            PluginCall {
-                plugin: "bridge".into(),
-                ifname: "eth0".into(),
-                conf: bridge,
-            },
-        ],
+        calls: vec![PluginCall {
+            plugin: "bridge".into(),
+            ifname: "eth0".into(),
+            conf: bridge,
+        }],
     }
 }
 
@@ -258,8 +253,8 @@ mod tests {
             ..CniConfig::default()
         };
         let p = plan(&cfg, Path::new("/state/ipam"));
-        assert_eq!(p.calls.len(), 2);
-        let b = &p.calls[1].conf;
+        assert_eq!(p.calls.len(), 1);
+        let b = &p.calls[0].conf;
         assert_eq!(b["bridge"], "rk0");
         assert_eq!(b["isGateway"], true);
         assert_eq!(b["ipam"]["ranges"][0][0]["gateway"], "10.9.0.1");
