@@ -1,19 +1,21 @@
 //! `rkctl apply -f FILE|DIR|-`.
 //!
-//! For now apply is a two-way operation: an object that does not exist is
-//! created; one that exists is left alone when every field the manifest
-//! sets already has that value, and otherwise replaced by the manifest (with
-//! the live resourceVersion as a precondition and the live uid kept).
-//! Fields the manifest does not set are therefore reset to their defaults
-//! on update. A full three-way merge (last-applied configuration, the
-//! manifest and the live object, as `kubectl apply` does) comes later.
+//! Client-side apply, as kubectl did it before server-side apply: an object
+//! that does not exist is created with the manifest recorded in its
+//! last-applied annotation; one that exists is updated to the three-way
+//! merge of that record, the manifest and the live object (see
+//! [`crate::merge`]), with the live resourceVersion as a precondition, or
+//! left alone when the merge changes nothing. An object created some other
+//! way has no record: apply warns, merges as if the record were empty and
+//! writes the record.
 
 use crate::args::kind_ref;
 use crate::error::{CliError, Result};
 use crate::manifest::{parse_source_ordered, read_sources, Manifest};
+use crate::merge::{last_applied, three_way, with_last_applied, LAST_APPLIED};
 use crate::output::str_at;
 use crate::Ctx;
-use rk_api::resources::by_api_version_kind;
+use rk_api::resources::{by_api_version_kind, ResourceKind};
 use rk_api::ApiError;
 use rk_client::Client;
 use serde_json::Value;
@@ -96,7 +98,12 @@ pub async fn run(ctx: &mut Ctx<'_>, a: ApplyArgs) -> Result<()> {
             }
         };
         let explicit = ctx.namespace_flag.is_some();
-        match apply_one(&client, &m, &ns, explicit, dry).await {
+        let mut warnings = Vec::new();
+        let result = apply_one(&client, &m, &ns, explicit, dry, &mut warnings).await;
+        for w in &warnings {
+            ctx.eprint_line(w);
+        }
+        match result {
             Ok(line) => {
                 ctx.print(&line);
                 ctx.print("\n");
@@ -135,14 +142,22 @@ fn in_context(e: ApiError, action: &str, m: &Manifest) -> CliError {
     CliError::Api(ApiError { message, ..e })
 }
 
-/// Applies one object; returns the line to print.
-async fn apply_one(
-    client: &Client,
-    m: &Manifest,
-    default_ns: &str,
-    explicit_ns: bool,
-    dry: DryRun,
-) -> Result<String> {
+/// A manifest checked and resolved against the kinds rk serves.
+pub(crate) struct Resolved {
+    /// The manifest, with its namespace filled in (or removed, for a
+    /// cluster-scoped kind).
+    pub obj: Value,
+    pub kind: &'static ResourceKind,
+    pub name: String,
+    /// "" for cluster-scoped kinds.
+    pub ns: String,
+    /// `deployment.apps/web`.
+    pub label: String,
+}
+
+/// Checks that a manifest names a kind and an object, and resolves its
+/// namespace: the manifest's, else `default_ns`.
+pub(crate) fn resolve(m: &Manifest, default_ns: &str, explicit_ns: bool) -> Result<Resolved> {
     let mut obj = m.object.clone();
     let api_version = str_at(&obj, &["apiVersion"]).to_string();
     let kind = str_at(&obj, &["kind"]).to_string();
@@ -196,8 +211,60 @@ async fn apply_one(
         }
         String::new()
     };
-    let resource = rk.group_resource();
     let label = format!("{}/{name}", kind_ref(rk));
+    Ok(Resolved {
+        obj,
+        kind: rk,
+        name,
+        ns,
+        label,
+    })
+}
+
+/// What applying a manifest to a live object amounts to.
+pub(crate) struct Merged {
+    /// The object to write: the three-way merge, with the live identity.
+    pub desired: Value,
+    /// Whether `desired` says nothing `live` does not already say.
+    pub unchanged: bool,
+    /// Set when the live object lacks the last-applied annotation.
+    pub warning: Option<String>,
+}
+
+/// Merges the manifest `obj` into `live` (see [`crate::merge`]).
+pub(crate) fn merge_into_live(r: &Resolved, live: &Value) -> Merged {
+    let original = last_applied(live);
+    let warning = original.is_none().then(|| {
+        format!(
+            "Warning: resource {}/{} is missing the {LAST_APPLIED} annotation which is required by rkctl apply. rkctl apply should only be used on resources created declaratively by rkctl apply. The missing annotation will be patched automatically.",
+            r.kind.plural, r.name
+        )
+    });
+    let modified = with_last_applied(&r.obj);
+    let merged = three_way(original.as_ref(), &modified, live);
+    let desired = with_live_identity(merged, live);
+    let (a, b) = (comparable(&desired), comparable(live));
+    let unchanged = is_subset(&a, &b) && is_subset(&b, &a);
+    Merged {
+        desired,
+        unchanged,
+        warning,
+    }
+}
+
+/// Applies one object; returns the line to print. Warnings go to
+/// `warnings`.
+async fn apply_one(
+    client: &Client,
+    m: &Manifest,
+    default_ns: &str,
+    explicit_ns: bool,
+    dry: DryRun,
+    warnings: &mut Vec<String>,
+) -> Result<String> {
+    let r = resolve(m, default_ns, explicit_ns)?;
+    let resource = r.kind.group_resource();
+    let (ns, name, label) = (&r.ns, &r.name, &r.label);
     // A concurrent writer can slip in between the read and the write (the
     // object appears after the NotFound, or changes after the GET): read
     // again and redo the decision a few times before giving up.
@@ -205,9 +272,10 @@ async fn apply_one(
     loop {
         attempt += 1;
         let retry = attempt < 3;
-        let live = match client.get(&resource, &ns, &name).await {
+        let live = match client.get(&resource, ns, name).await {
             Ok(live) => live,
             Err(e) if e.reason == rk_api::Reason::NotFound => {
+                let obj = with_last_applied(&r.obj);
                 let r = match dry {
                     DryRun::Client => Ok(Value::Null),
                     DryRun::Server => client.create_opts(&resource, &obj, true).await,
@@ -230,17 +298,20 @@ async fn apply_one(
                 return Err(CliError::Api(ApiError { message, ..e }));
             }
         };
-        if is_subset(&comparable(&obj), &live) {
+        let merged = merge_into_live(&r, &live);
+        if merged.unchanged {
             return Ok(format!("{label} unchanged{}", dry.suffix()));
         }
-        let desired = with_live_identity(obj.clone(), &live);
         let r = match dry {
             DryRun::Client => Ok(Value::Null),
-            DryRun::Server => client.update_opts(&resource, &desired, false, true).await,
-            DryRun::None => client.update(&resource, &desired).await,
+            DryRun::Server => client.update_opts(&resource, &merged.desired, false, true).await,
+            DryRun::None => client.update(&resource, &merged.desired).await,
         };
         match r {
-            Ok(_) => return Ok(format!("{label} configured{}", dry.suffix())),
+            Ok(_) => {
+                warnings.extend(merged.warning);
+                return Ok(format!("{label} configured{}", dry.suffix()));
+            }
             Err(e) if matches!(e.reason, rk_api::Reason::Conflict | rk_api::Reason::NotFound) && retry => {
                 continue
             }

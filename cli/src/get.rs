@@ -2,7 +2,8 @@
 
 use crate::args::{kind_ref, parse_targets, Target};
 use crate::error::{CliError, Result};
-use crate::output::{list_of, to_json, to_yaml, Format};
+use crate::jsonpath::Template;
+use crate::output::{custom_columns_table, list_of, to_json, to_yaml, Format};
 use crate::table::{self, render_row, TableOpts};
 use crate::time::now_millis;
 use crate::Ctx;
@@ -19,7 +20,8 @@ pub struct GetArgs {
     /// List across all namespaces.
     #[arg(short = 'A', long = "all-namespaces")]
     pub all_namespaces: bool,
-    /// Output format: yaml, json, wide or name.
+    /// Output format: yaml, json, wide, name, jsonpath=TEMPLATE or
+    /// custom-columns=HEADER:PATH,...
     #[arg(short = 'o', long = "output", value_name = "FORMAT")]
     pub output: Option<String>,
     /// Label selector, e.g. app=web,tier!=db.
@@ -28,6 +30,9 @@ pub struct GetArgs {
     /// Field selector, e.g. spec.nodeName=node-a.
     #[arg(long = "field-selector", value_name = "SELECTOR")]
     pub field_selector: Option<String>,
+    /// Sort list output by this JSONPath, e.g. .metadata.name.
+    #[arg(long = "sort-by", value_name = "JSONPATH")]
+    pub sort_by: Option<String>,
     /// After listing, watch for changes (until interrupted).
     #[arg(short = 'w', long = "watch")]
     pub watch: bool,
@@ -59,6 +64,10 @@ fn name_of(o: &Value) -> &str {
 
 pub async fn run(ctx: &mut Ctx<'_>, a: GetArgs) -> Result<()> {
     let format = Format::parse(a.output.as_deref())?;
+    let sort_by = match a.sort_by.as_deref() {
+        Some(p) => Some(Template::parse_relaxed(p).map_err(CliError::Local)?),
+        None => None,
+    };
     let targets = parse_targets(&a.args)?;
     let named = targets.iter().any(|t| !t.names.is_empty());
     let selector = a.selector.clone().unwrap_or_default();
@@ -88,6 +97,10 @@ pub async fn run(ctx: &mut Ctx<'_>, a: GetArgs) -> Result<()> {
     for t in &targets {
         let (objects, rev) = fetch(&client, t, &ns, &a, &selector, &field_selector, &mut errors).await?;
         revision = revision.max(rev);
+        let mut objects = objects;
+        if let Some(t) = &sort_by {
+            sort_objects(&mut objects, t);
+        }
         groups.push(Group {
             kind: t.kind,
             objects,
@@ -116,7 +129,7 @@ pub async fn run(ctx: &mut Ctx<'_>, a: GetArgs) -> Result<()> {
         return watch(ctx, &client, &targets[0], g, format, opts, &ns, &a, revision).await;
     }
 
-    match format {
+    match &format {
         Format::Table | Format::Wide => {
             let mut first = true;
             for g in &groups {
@@ -138,7 +151,13 @@ pub async fn run(ctx: &mut Ctx<'_>, a: GetArgs) -> Result<()> {
                 }
             }
         }
-        Format::Yaml | Format::Json => {
+        Format::CustomColumns(cols) => {
+            let objects: Vec<Value> = groups.iter().flat_map(|g| g.objects.iter().cloned()).collect();
+            if !objects.is_empty() {
+                ctx.print(&custom_columns_table(cols, &objects).render(true));
+            }
+        }
+        Format::Yaml | Format::Json | Format::JsonPath(_) => {
             let doc = if single && errors.is_empty() && total == 1 {
                 groups.into_iter().flat_map(|g| g.objects).next()
             } else if single && total == 0 {
@@ -147,16 +166,20 @@ pub async fn run(ctx: &mut Ctx<'_>, a: GetArgs) -> Result<()> {
                 Some(list_of(groups.into_iter().flat_map(|g| g.objects).collect()))
             };
             if let Some(doc) = doc {
-                let text = if format == Format::Yaml {
-                    to_yaml(&doc)?
-                } else {
-                    to_json(&doc)
+                let text = match &format {
+                    Format::Yaml => to_yaml(&doc)?,
+                    Format::JsonPath(t) => t.render(&doc),
+                    _ => to_json(&doc),
                 };
                 ctx.print(&text);
             }
         }
     }
-    if total == 0 && errors.is_empty() && !named && matches!(format, Format::Table | Format::Wide) {
+    if total == 0
+        && errors.is_empty()
+        && !named
+        && matches!(format, Format::Table | Format::Wide | Format::CustomColumns(_))
+    {
         let namespaced = targets.iter().any(|t| t.kind.namespaced);
         let msg = if namespaced && !a.all_namespaces {
             format!("No resources found in {ns} namespace.")
@@ -174,6 +197,23 @@ pub async fn run(ctx: &mut Ctx<'_>, a: GetArgs) -> Result<()> {
     } else {
         Err(CliError::Reported)
     }
+}
+
+/// Sorts objects by the first value `path` finds in each: numbers by
+/// value, anything else by its text; objects without the field come
+/// first. The sort is stable, so ties keep the server's order (by name).
+fn sort_objects(objects: &mut [Value], path: &Template) {
+    use std::cmp::Ordering;
+    let key = |o: &Value| path.values(o).first().map(|v| (*v).clone());
+    objects.sort_by(|a, b| match (key(a), key(b)) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        (Some(x), Some(y)) => match (x.as_f64(), y.as_f64()) {
+            (Some(p), Some(q)) => p.partial_cmp(&q).unwrap_or(Ordering::Equal),
+            _ => crate::jsonpath::text_of(&x).cmp(&crate::jsonpath::text_of(&y)),
+        },
+    });
 }
 
 /// Gets the named objects of a target, or lists them. Per-name failures go
@@ -241,12 +281,26 @@ async fn watch(
 ) -> Result<()> {
     let kind = g.kind;
     let now = now_millis();
-    let initial = table::build(kind, &g.objects, now, opts);
+    let initial = match &format {
+        Format::CustomColumns(cols) => custom_columns_table(cols, &g.objects),
+        _ => table::build(kind, &g.objects, now, opts),
+    };
     let widths = initial.widths();
     let mut header_printed = false;
     let mut docs_printed = 0usize;
     let mut print_obj = |ctx: &mut Ctx<'_>, o: &Value, header_printed: &mut bool| -> Result<()> {
-        match format {
+        match &format {
+            Format::CustomColumns(cols) => {
+                if !*header_printed {
+                    ctx.print(&render_row(&initial.headers, &widths));
+                    *header_printed = true;
+                }
+                let t = custom_columns_table(cols, std::slice::from_ref(o));
+                for r in &t.rows {
+                    ctx.print(&render_row(r, &widths));
+                }
+            }
+            Format::JsonPath(t) => ctx.print(&t.render(o)),
             Format::Table | Format::Wide => {
                 if !*header_printed {
                     ctx.print(&render_row(&initial.headers, &widths));
@@ -309,5 +363,25 @@ async fn watch(
                 ctrl_c_armed = false;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sorts_by_a_path() {
+        let mut objs = vec![
+            json!({"metadata": {"name": "b"}, "spec": {"replicas": 10}}),
+            json!({"metadata": {"name": "c"}, "spec": {"replicas": 9}}),
+            json!({"metadata": {"name": "a"}}),
+        ];
+        let names = |o: &[Value]| o.iter().map(|o| name_of(o).to_string()).collect::<Vec<_>>();
+        sort_objects(&mut objs, &Template::parse_relaxed(".spec.replicas").unwrap());
+        assert_eq!(names(&objs), ["a", "c", "b"]);
+        sort_objects(&mut objs, &Template::parse_relaxed("{.metadata.name}").unwrap());
+        assert_eq!(names(&objs), ["a", "b", "c"]);
     }
 }

@@ -1,31 +1,41 @@
 //! `rkctl`: the command-line client of rk, modelled on kubectl.
 //!
-//! Commands: `apply`, `get`, `describe`, `delete`, `logs`, `exec`, `cp`,
-//! `scale`, `rollout`, `set image`, `label`, `annotate`, `cordon`,
+//! Commands: `apply`, `diff`, `get`, `describe`, `delete`, `logs`, `exec`,
+//! `cp`, `scale`, `rollout`, `set image`, `label`, `annotate`, `cordon`,
 //! `uncordon`, `drain`, `api-resources`, `cluster-info`, `config`,
-//! `cluster members|remove-replica`, `version`. Every failure prints one
+//! `cluster members|remove-replica`, `completion`, `version`, and the
+//! hidden `__complete` the completion scripts call. Every failure prints one
 //! kubectl-style line on stderr and makes the command exit non-zero.
 //!
 //! # Layout
 //! - [`args`]: `KIND [NAME...]` / `KIND/NAME` arguments.
 //! - [`manifest`]: reading and splitting manifests, locating fields.
 //! - [`table`]: the human-readable tables of `get`.
-//! - [`output`]: `-o yaml|json|name`.
+//! - [`merge`]: the three-way merge of client-side apply.
+//! - [`jsonpath`]: JSONPath templates (`-o jsonpath`, custom columns,
+//!   `--sort-by`).
+//! - [`output`]: `-o yaml|json|name|jsonpath|custom-columns`.
 //! - [`time`]: timestamps and ages.
 //! - [`describe`]: the layouts of `describe`, pure functions of objects.
-//! - `apply`, `get`, `delete`, `cluster`, `edit` (label, annotate, set
+//! - `complete`: completion scripts and the names they ask for.
+//! - `apply`, `diff`, `get`, `delete`, `cluster`, `edit` (label, annotate, set
 //!   image, scale, cordon), `rollout`, `drain`, `info` (api-resources,
 //!   cluster-info, config): the commands.
 
 pub mod args;
 pub mod describe;
 pub mod error;
+pub mod jsonpath;
 pub mod manifest;
+pub mod merge;
 pub mod output;
 pub mod table;
 pub mod time;
 
 mod apply;
+mod complete;
+mod diff;
+
 mod cluster;
 mod delete;
 mod drain;
@@ -35,7 +45,7 @@ mod info;
 mod rollout;
 mod streams;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use error::{CliError, Result};
 use rk_client::Client;
 use std::io::Write;
@@ -66,6 +76,8 @@ struct Cli {
 enum Cmd {
     /// Create or update objects from manifests.
     Apply(apply::ApplyArgs),
+    /// Show what apply would change, as a unified diff (exit 1 when it would).
+    Diff(diff::DiffArgs),
     /// Display objects.
     Get(get::GetArgs),
     /// Show details of objects, with their Events.
@@ -112,6 +124,11 @@ enum Cmd {
     /// Inspect and change the control plane's replica set.
     #[command(subcommand)]
     Cluster(cluster::ClusterCmd),
+    /// Print a shell completion script (bash, zsh or fish).
+    Completion {
+        #[arg(value_name = "SHELL")]
+        shell: complete::Shell,
+    },
     /// Print the client version.
     Version {
         /// Only the client version (the only one there is; accepted for
@@ -225,7 +242,14 @@ pub async fn run_with(args: Vec<String>, stdout: &mut dyn Write, stderr: &mut dy
     {
         args.remove(0);
     }
-    let cli = match Cli::try_parse_from(std::iter::once("rkctl".to_string()).chain(args)) {
+    // The shells' completion functions call `rkctl __complete WORDS...
+    // PARTIAL`; those words are whatever the user typed so far, so they are
+    // read by hand rather than by the parser, which would reject them.
+    if args.first().is_some_and(|a| a == complete::HIDDEN) {
+        complete::names(&args[1..], stdout).await;
+        return 0;
+    }
+    let cli = match Cli::try_parse_from(std::iter::once("rkctl".to_string()).chain(args.iter().cloned())) {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -245,7 +269,12 @@ pub async fn run_with(args: Vec<String>, stdout: &mut dyn Write, stderr: &mut dy
                         .find(|l| !l.trim().is_empty())
                         .unwrap_or("error: invalid arguments");
                     let _ = writeln!(stderr, "{}", error::local_line(line));
-                    1
+                    // diff keeps 1 for "there are differences".
+                    if subcommand_of(&args) == Some("diff") {
+                        2
+                    } else {
+                        1
+                    }
                 }
             };
         }
@@ -260,6 +289,7 @@ pub async fn run_with(args: Vec<String>, stdout: &mut dyn Write, stderr: &mut dy
     };
     let result = match cli.cmd {
         Cmd::Apply(a) => apply::run(&mut ctx, a).await,
+        Cmd::Diff(a) => diff::run(&mut ctx, a).await,
         Cmd::Get(a) => get::run(&mut ctx, a).await,
         Cmd::Describe(a) => describe::run(&mut ctx, a).await,
         Cmd::Delete(a) => delete::run(&mut ctx, a).await,
@@ -278,6 +308,10 @@ pub async fn run_with(args: Vec<String>, stdout: &mut dyn Write, stderr: &mut dy
         Cmd::Logs(a) => streams::logs(&mut ctx, a).await,
         Cmd::Exec(a) => streams::exec(&mut ctx, a).await,
         Cmd::Cp(a) => streams::cp(&mut ctx, a).await,
+        Cmd::Completion { shell } => {
+            ctx.print(&complete::script(shell, Cli::command()));
+            Ok(())
+        }
         Cmd::Version { .. } => {
             ctx.print(&format!("Client Version: v{}\n", env!("CARGO_PKG_VERSION")));
             Ok(())
@@ -293,6 +327,21 @@ pub async fn run_with(args: Vec<String>, stdout: &mut dyn Write, stderr: &mut dy
             1
         }
     }
+}
+
+/// The subcommand named in `args`, skipping the global flags before it.
+fn subcommand_of(args: &[String]) -> Option<&str> {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--config" | "--context" | "-n" | "--namespace" => {
+                it.next();
+            }
+            a if a.starts_with('-') => {}
+            a => return Some(a),
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -332,6 +381,12 @@ mod tests {
         let (code, _, err) = run_args(&["frobnicate"]).await;
         assert_eq!(code, 1);
         assert_eq!(err.lines().count(), 1, "{err}");
+
+        // diff exits 2 on errors: 1 means "there are differences".
+        let (code, _, err) = run_args(&["-n", "x", "diff", "--bogus"]).await;
+        assert_eq!(code, 2, "{err}");
+        let (code, _, err) = run_args(&["diff"]).await;
+        assert_eq!((code, err.as_str()), (2, "error: must specify -f\n"));
     }
 
     #[tokio::test]

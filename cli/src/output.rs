@@ -1,17 +1,22 @@
 //! `-o yaml|json|name|wide` printing.
 
 use crate::error::{CliError, Result};
+use crate::jsonpath::Template;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 /// The output format chosen with `-o`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Format {
     Table,
     Wide,
     Yaml,
     Json,
     Name,
+    /// `-o jsonpath=TEMPLATE`.
+    JsonPath(Template),
+    /// `-o custom-columns=HEADER:PATH,...`.
+    CustomColumns(Vec<(String, Template)>),
 }
 
 impl Format {
@@ -23,11 +28,77 @@ impl Format {
             Some("json") => Format::Json,
             Some("name") => Format::Name,
             Some(other) => {
+                if let Some(t) = other.strip_prefix("jsonpath=") {
+                    let t = strip_quotes(t);
+                    return Template::parse(t).map(Format::JsonPath).map_err(CliError::Local);
+                }
+                if let Some(spec) = other.strip_prefix("custom-columns=") {
+                    return custom_columns(spec).map(Format::CustomColumns);
+                }
+                if other == "jsonpath" || other == "custom-columns" {
+                    return Err(CliError::local(format!(
+                        "{other} format specified but no {other} template given"
+                    )));
+                }
                 return Err(CliError::local(format!(
-                    "unable to match a printer suitable for the output format \"{other}\", allowed formats are: json,name,wide,yaml"
-                )))
+                    "unable to match a printer suitable for the output format \"{other}\", allowed formats are: custom-columns,json,jsonpath,name,wide,yaml"
+                )));
             }
         })
+    }
+}
+
+/// A template in single quotes (a shell quoting mistake kubectl forgives)
+/// loses them.
+fn strip_quotes(t: &str) -> &str {
+    t.strip_prefix('\'')
+        .and_then(|t| t.strip_suffix('\''))
+        .unwrap_or(t)
+}
+
+/// Parses `HEADER:PATH,HEADER:PATH`.
+fn custom_columns(spec: &str) -> Result<Vec<(String, Template)>> {
+    let mut cols = Vec::new();
+    for part in spec.split(',').filter(|p| !p.is_empty()) {
+        let Some((header, path)) = part.split_once(':') else {
+            return Err(CliError::local(format!(
+                "unexpected custom-columns spec: {part}, expected <header>:<json-path-expr>"
+            )));
+        };
+        cols.push((
+            header.to_string(),
+            Template::parse_relaxed(path).map_err(CliError::Local)?,
+        ));
+    }
+    if cols.is_empty() {
+        return Err(CliError::local(
+            "custom-columns format specified but no custom columns given",
+        ));
+    }
+    Ok(cols)
+}
+
+/// The custom-columns table of `objects`: several values of one column
+/// are joined with commas, none prints `<none>`.
+pub fn custom_columns_table(cols: &[(String, Template)], objects: &[Value]) -> crate::table::Table {
+    let rows = objects
+        .iter()
+        .map(|o| {
+            cols.iter()
+                .map(|(_, t)| {
+                    let vals: Vec<String> = t.values(o).into_iter().map(crate::jsonpath::text_of).collect();
+                    if vals.is_empty() {
+                        "<none>".to_string()
+                    } else {
+                        vals.join(",")
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    crate::table::Table {
+        headers: cols.iter().map(|(h, _)| h.clone()).collect(),
+        rows,
     }
 }
 
@@ -81,6 +152,27 @@ mod tests {
         assert_eq!(Format::parse(None).unwrap(), Format::Table);
         assert_eq!(Format::parse(Some("yaml")).unwrap(), Format::Yaml);
         assert!(Format::parse(Some("xml")).is_err());
+        assert!(matches!(
+            Format::parse(Some("jsonpath={.a}")),
+            Ok(Format::JsonPath(_))
+        ));
+        assert!(matches!(
+            Format::parse(Some("jsonpath='{.a}'")),
+            Ok(Format::JsonPath(_))
+        ));
+        assert!(Format::parse(Some("jsonpath={.a")).is_err());
+        assert!(Format::parse(Some("custom-columns=NAME")).is_err());
+        let Ok(Format::CustomColumns(cols)) = Format::parse(Some(
+            "custom-columns=NAME:.metadata.name,IMAGE:.spec.containers[*].image,X:.nope",
+        )) else {
+            panic!("custom columns");
+        };
+        let objs =
+            [json!({"metadata": {"name": "a"}, "spec": {"containers": [{"image": "i1"}, {"image": "i2"}]}})];
+        assert_eq!(
+            custom_columns_table(&cols, &objs).render(true),
+            "NAME   IMAGE   X\na      i1,i2   <none>\n"
+        );
     }
 
     #[test]

@@ -216,3 +216,48 @@ fn unreachable_servers_and_foreign_certificates_fail_cleanly() {
     assert_eq!(o.code, 1);
     assert!(o.stderr.starts_with("error:"), "{}", o.stderr);
 }
+
+/// The bash script end to end: names come from the cluster through the
+/// real binary's `__complete`, and everything else from clap's function.
+#[test]
+fn bash_completion_asks_the_cluster() {
+    if Command::new("bash").arg("-c").arg("true").status().is_err() {
+        eprintln!("no bash; skipping");
+        return;
+    }
+    let cluster = Cluster::start(1);
+    let conf = cluster.admin_conf();
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("web.yaml");
+    std::fs::write(&file, WEB).expect("write");
+    let o = rkctl(&conf, &["apply", "-f", file.to_str().expect("utf8")]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+
+    let bin = Path::new(env!("CARGO_BIN_EXE_rkctl"));
+    let path = format!(
+        "{}:{}",
+        bin.parent().expect("bin dir").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let complete = |words: &str, cword: usize| -> String {
+        let script = format!(
+            "source <(rkctl completion bash)\nCOMP_WORDS=({words})\nCOMP_CWORD={cword}\nCOMP_LINE=\"${{COMP_WORDS[*]}}\"\nCOMP_POINT=${{#COMP_LINE}}\n_rkctl_dynamic rkctl \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n"
+        );
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .env("PATH", &path)
+            .env("RKCONFIG", &conf)
+            .output()
+            .expect("run bash");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(complete("rkctl get deploy ''", 3), "web\n");
+    assert_eq!(complete("rkctl describe configmap s", 3), "settings\n");
+    assert_eq!(complete("rkctl get deploy/w", 2), "deploy/web\n");
+    assert!(complete("rkctl ap", 1).lines().any(|l| l == "apply"));
+    assert!(complete("rkctl get --al", 2)
+        .lines()
+        .any(|l| l == "--all-namespaces"));
+}
