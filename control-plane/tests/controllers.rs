@@ -707,3 +707,232 @@ async fn a_node_that_stops_renewing_its_lease_is_tainted_and_its_pods_move() {
     let _ = r1.await;
     let _ = r2.await;
 }
+
+fn daemonset(name: &str, image: &str, strategy: Value) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"selector": {"matchLabels": {"app": name}},
+                 "updateStrategy": strategy,
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": "c", "image": image,
+                                       "resources": {"requests": {"cpu": "10m", "memory": "8Mi"}}}]}}}})
+}
+
+fn nodes_of(pods: &[Value]) -> std::collections::BTreeSet<String> {
+    pods.iter()
+        .filter_map(|p| p["spec"]["nodeName"].as_str().map(str::to_string))
+        .collect()
+}
+
+async fn revisions_of(c: &Client, app: &str) -> Vec<Value> {
+    c.list(
+        "controllerrevisions.apps",
+        &ListParams {
+            namespace: Some("default".into()),
+            label_selector: format!("app={app}"),
+            ..Default::default()
+        },
+    )
+    .await
+    .map(|(items, _)| items)
+    .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemonset_puts_one_pod_on_every_eligible_node_as_nodes_come_and_go() {
+    let cluster = Cluster::start(1);
+    let c = cluster.client();
+    for n in ["n1", "n2"] {
+        c.create("nodes", &node(n, "2", json!({"kubernetes.io/hostname": n})))
+            .await
+            .expect("node");
+    }
+    let mut tainted = node("tainted", "2", json!({"kubernetes.io/hostname": "tainted"}));
+    tainted["spec"] = json!({"taints": [{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]});
+    c.create("nodes", &tainted).await.expect("tainted node");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let agents = fake_agents(cluster.client(), stop.clone());
+    c.create(
+        "daemonsets.apps",
+        &daemonset("daemon", "busybox:1.36", json!({"type": "RollingUpdate"})),
+    )
+    .await
+    .expect("daemonset");
+
+    let pods = wait_pods(&c, "daemon", "a ready pod on n1 and n2", |p| {
+        p.len() == 2 && all_bound(p) && p.iter().all(ready)
+    })
+    .await;
+    assert_eq!(nodes_of(&pods), ["n1", "n2"].map(String::from).into());
+    let revisions = revisions_of(&c, "daemon").await;
+    assert_eq!(revisions.len(), 1, "one ControllerRevision: {revisions:?}");
+    let hash = revisions[0]["metadata"]["labels"]["controller-revision-hash"].clone();
+    assert_eq!(
+        revisions[0]["metadata"]["name"],
+        format!("daemon-{}", hash.as_str().unwrap_or("?"))
+    );
+    assert_eq!(revisions[0]["revision"], 1);
+    for p in &pods {
+        let owner = &p["metadata"]["ownerReferences"][0];
+        assert_eq!(
+            (&owner["kind"], &owner["controller"], &owner["blockOwnerDeletion"]),
+            (&json!("DaemonSet"), &json!(true), &json!(true))
+        );
+        assert_eq!(p["metadata"]["labels"]["controller-revision-hash"], hash);
+        let term = &p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"][0]["matchFields"][0];
+        assert_eq!(
+            term["values"][0], p["spec"]["nodeName"],
+            "created for the node it runs on"
+        );
+    }
+    wait_until("the DaemonSet status", || async {
+        c.get("daemonsets.apps", "default", "daemon")
+            .await
+            .is_ok_and(|d| {
+                let s = &d["status"];
+                s["desiredNumberScheduled"] == 2
+                    && s["currentNumberScheduled"] == 2
+                    && s["numberReady"] == 2
+                    && s["numberAvailable"] == 2
+                    && s["updatedNumberScheduled"] == 2
+                    && s["numberMisscheduled"] == 0
+                    && s["observedGeneration"] == 1
+            })
+    })
+    .await;
+
+    // A node that joins later gets its pod.
+    c.create("nodes", &node("n3", "2", json!({"kubernetes.io/hostname": "n3"})))
+        .await
+        .expect("node n3");
+    let pods = wait_pods(&c, "daemon", "a pod on n3 as well", |p| {
+        p.len() == 3 && all_bound(p) && nodes_of(p).len() == 3
+    })
+    .await;
+    assert!(!nodes_of(&pods).contains("tainted"));
+
+    // A node that leaves takes its pod with it.
+    c.delete("nodes", "", "n2", &Default::default())
+        .await
+        .expect("delete n2");
+    let pods = wait_pods(&c, "daemon", "n2's pod gone", |p| {
+        p.len() == 2 && nodes_of(p) == ["n1", "n3"].map(String::from).into()
+    })
+    .await;
+    assert_eq!(pods.len(), 2);
+
+    // Deleting the DaemonSet takes its Pods and its history with it.
+    c.delete("daemonsets.apps", "default", "daemon", &Default::default())
+        .await
+        .expect("delete the daemonset");
+    wait_pods(&c, "daemon", "the daemon pods collected", |p| p.is_empty()).await;
+    wait_until("the revisions collected", || async {
+        revisions_of(&c, "daemon").await.is_empty()
+    })
+    .await;
+    stop.cancel();
+    let _ = agents.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemonset_rolls_one_node_at_a_time_and_on_delete_waits_for_deletes() {
+    let cluster = Cluster::start(1);
+    let c = cluster.client();
+    for n in ["n1", "n2", "n3"] {
+        c.create("nodes", &node(n, "2", json!({"kubernetes.io/hostname": n})))
+            .await
+            .expect("node");
+    }
+    let stop = tokio_util::sync::CancellationToken::new();
+    let agents = fake_agents(cluster.client(), stop.clone());
+    c.create(
+        "daemonsets.apps",
+        &daemonset(
+            "roller",
+            "busybox:1.35",
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}}),
+        ),
+    )
+    .await
+    .expect("daemonset");
+    wait_pods(&c, "roller", "3 ready pods", |p| {
+        p.len() == 3 && p.iter().all(ready)
+    })
+    .await;
+
+    let image_of = |p: &Value| {
+        p["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut ds = c.get("daemonsets.apps", "default", "roller").await.expect("get");
+    ds["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:1.36");
+    c.update("daemonsets.apps", &ds).await.expect("new image");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut min_ready = usize::MAX;
+    loop {
+        let pods = pods_of(&c, "roller").await;
+        // Every node keeps its daemon except the at most one being replaced.
+        let ready_nodes = nodes_of(&pods.iter().filter(|p| ready(p)).cloned().collect::<Vec<_>>());
+        min_ready = min_ready.min(ready_nodes.len());
+        let done = pods.len() == 3 && pods.iter().all(|p| ready(p) && image_of(p) == "busybox:1.36");
+        if done {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "rollout did not finish: {pods:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        min_ready >= 2,
+        "nodes with a ready daemon dropped to {min_ready}, below 3 - maxUnavailable"
+    );
+    let mut numbers: Vec<i64> = revisions_of(&c, "roller")
+        .await
+        .iter()
+        .filter_map(|r| r["revision"].as_i64())
+        .collect();
+    numbers.sort();
+    assert_eq!(numbers, [1, 2], "a second ControllerRevision");
+    wait_until("updatedNumberScheduled 3", || async {
+        c.get("daemonsets.apps", "default", "roller")
+            .await
+            .is_ok_and(|d| d["status"]["updatedNumberScheduled"] == 3 && d["status"]["numberReady"] == 3)
+    })
+    .await;
+
+    // OnDelete: a new template changes nothing until a pod is deleted.
+    let mut ds = c.get("daemonsets.apps", "default", "roller").await.expect("get");
+    ds["spec"]["updateStrategy"] = json!({"type": "OnDelete"});
+    ds["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:1.37");
+    c.update("daemonsets.apps", &ds).await.expect("on delete");
+    wait_until("a third revision", || async {
+        revisions_of(&c, "roller").await.len() == 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pods = pods_of(&c, "roller").await;
+    assert_eq!(pods.len(), 3);
+    assert!(
+        pods.iter().all(|p| image_of(p) == "busybox:1.36"),
+        "OnDelete replaced pods by itself: {pods:?}"
+    );
+    let victim = pods[0]["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let victim_node = pods[0]["spec"]["nodeName"].clone();
+    c.delete("pods", "default", &victim, &Default::default())
+        .await
+        .expect("delete a pod");
+    let pods = wait_pods(&c, "roller", "a replacement from the new template", |p| {
+        p.len() == 3 && p.iter().all(ready) && p.iter().any(|p| image_of(p) == "busybox:1.37")
+    })
+    .await;
+    let (new, old): (Vec<&Value>, Vec<&Value>) = pods.iter().partition(|p| image_of(p) == "busybox:1.37");
+    assert_eq!((new.len(), old.len()), (1, 2));
+    assert_eq!(new[0]["spec"]["nodeName"], victim_node);
+    stop.cancel();
+    let _ = agents.await;
+}

@@ -10,6 +10,8 @@
 //! - [`scheduler`]: picks a node for a pod (filters, then weighted scores).
 //! - [`replicaset`]: how many pods to create, which to delete, adopt or
 //!   release, and the ReplicaSet status.
+//! - [`daemonset`]: which nodes get a daemon pod, rolling updates within
+//!   `maxUnavailable`, status and ControllerRevision history.
 //! - [`deployment`]: pod-template hashing, rolling-update and recreate
 //!   steps, Deployment status and revision history.
 //! - [`job`]: pods to create or delete for a Job, its status and TTL.
@@ -17,6 +19,7 @@
 //! - [`podutil`]: small facts about pods and owners shared by the others.
 
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod error;
 pub mod job;

@@ -113,6 +113,18 @@ fn check_int_or_percent(value: Option<&IntOrString>, field: &str, errs: &mut Err
     }
 }
 
+/// Whether an int-or-percent is one [`check_int_or_percent`] accepts, so
+/// that a malformed value is reported once, not again by a later rule.
+fn is_well_formed_int_or_percent(value: Option<&IntOrString>) -> bool {
+    match value {
+        None => true,
+        Some(IntOrString::Int(i)) => *i >= 0,
+        Some(IntOrString::String(s)) => s
+            .strip_suffix('%')
+            .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())),
+    }
+}
+
 impl Rules for Deployment {
     fn apply_defaults(&mut self) {
         let spec = &mut self.spec;
@@ -240,6 +252,15 @@ impl Rules for DaemonSet {
                         let unavailable_zero = check_int_or_percent(ru.max_unavailable.as_ref(), field, errs);
                         if surge_zero && unavailable_zero {
                             errs.invalid(field, &ru.max_unavailable, "cannot be 0 when maxSurge is 0");
+                        }
+                        // rk's DaemonSet controller replaces a node's pod by
+                        // deleting the old one first; rejecting a surge is
+                        // better than silently ignoring it.
+                        if !surge_zero && is_well_formed_int_or_percent(ru.max_surge.as_ref()) {
+                            errs.forbidden(
+                                "spec.updateStrategy.rollingUpdate.maxSurge",
+                                "rk does not support maxSurge for DaemonSets; set it to 0 and use maxUnavailable",
+                            );
                         }
                     }
                 }
@@ -935,6 +956,11 @@ mod tests {
                 json!({"spec": {"selector": {"matchLabels": null}}}),
                 "spec.selector",
                 "empty selector is invalid for daemonset",
+            ),
+            (
+                json!({"spec": {"updateStrategy": {"rollingUpdate": {"maxSurge": "10%"}}}}),
+                "spec.updateStrategy.rollingUpdate.maxSurge",
+                "does not support maxSurge",
             ),
             (
                 json!({"spec": {"template": {"spec": {"restartPolicy": "OnFailure"}}}}),

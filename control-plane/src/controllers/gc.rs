@@ -28,6 +28,8 @@ pub const OWNED_KINDS: &[&str] = &[
     "deployments.apps",
     "jobs.batch",
     "cronjobs.batch",
+    "daemonsets.apps",
+    "controllerrevisions.apps",
 ];
 
 pub struct GarbageCollector {

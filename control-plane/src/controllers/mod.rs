@@ -7,6 +7,7 @@
 //! is the IO around them: caches, queues, writes.
 
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod gc;
 pub mod job;
@@ -29,6 +30,8 @@ const WATCHED: &[&str] = &[
     "namespaces",
     "replicasets.apps",
     "deployments.apps",
+    "daemonsets.apps",
+    "controllerrevisions.apps",
     "jobs.batch",
     "cronjobs.batch",
     "leases.coordination.k8s.io",
@@ -201,6 +204,12 @@ fn start(
     tasks.push(spawn(scheduler::Scheduler::default(), &ctx, &informer, &term));
     tasks.push(spawn(deployment::DeploymentController, &ctx, &informer, &term));
     tasks.push(spawn(replicaset::ReplicaSetController, &ctx, &informer, &term));
+    tasks.push(spawn(
+        daemonset::DaemonSetController::default(),
+        &ctx,
+        &informer,
+        &term,
+    ));
     tasks.push(spawn(job::JobController, &ctx, &informer, &term));
     tasks.push(spawn(cronjob::CronJobController, &ctx, &informer, &term));
     tasks.push(spawn(nodelifecycle::NodeLifecycle, &ctx, &informer, &term));

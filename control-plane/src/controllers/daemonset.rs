@@ -1,0 +1,332 @@
+//! The DaemonSet controller: one Pod per eligible Node, created already
+//! aimed at its node (a required node affinity `matchFields metadata.name
+//! In [node]`, which the scheduler honours while checking resources and
+//! host ports), removed from nodes that no longer qualify or no longer
+//! exist, rolled to a new template within maxUnavailable (or left for
+//! manual deletes with OnDelete), with the template history kept in
+//! ControllerRevisions. The decisions are `rk_controllers::daemonset`.
+
+use super::runtime::{
+    controller_owner_key, key_of, split_key, Action, Cache, Change, Ctx, ReconcileError, Reconciler,
+};
+use super::{now, to_json, typed};
+use crate::store::objects::{meta_str, resource_version};
+use crate::store::types::EventKind;
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use rk_api::{ApiError, Reason};
+use rk_controllers::daemonset::{plan, plan_history, pod_for_node, revision_template};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const RESOURCE: &str = "daemonsets.apps";
+const REVISIONS: &str = "controllerrevisions.apps";
+
+/// How long to wait for the cache to show this controller's own writes
+/// before acting without them. The cache normally catches up within
+/// milliseconds; the limit only keeps a lost event from stalling a
+/// DaemonSet.
+const CACHE_WAIT: Duration = Duration::from_secs(5);
+
+/// The DaemonSet controller.
+///
+/// It remembers, per DaemonSet, the revision of the last write it made.
+/// Until the cache has applied that revision, a reconcile would see pods it
+/// already deleted as still running (and delete more, exceeding
+/// maxUnavailable) or miss pods it created (and create twice), so it waits
+/// instead. This plays the part of Kubernetes' controller "expectations".
+#[derive(Default)]
+pub struct DaemonSetController {
+    written: Mutex<HashMap<String, (u64, Instant)>>,
+}
+
+impl DaemonSetController {
+    /// Records that a write for `key` committed at the revision `written`
+    /// carries.
+    fn note(&self, key: &str, written: &Value) {
+        let Some(rv) = resource_version(written) else {
+            return;
+        };
+        if let Ok(mut w) = self.written.lock() {
+            let e = w.entry(key.to_string()).or_insert((0, Instant::now()));
+            if rv > e.0 {
+                *e = (rv, Instant::now());
+            }
+        }
+    }
+
+    /// Whether the cache has yet to show a write made for `key` (and the
+    /// wait has not run out).
+    fn cache_behind(&self, key: &str, cache: &Cache) -> bool {
+        let Ok(mut w) = self.written.lock() else {
+            return false;
+        };
+        match w.get(key) {
+            Some((rv, at)) if *rv > cache.revision() && at.elapsed() < CACHE_WAIT => true,
+            Some(_) => {
+                w.remove(key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn forget(&self, key: &str) {
+        if let Ok(mut w) = self.written.lock() {
+            w.remove(key);
+        }
+    }
+}
+
+/// Every DaemonSet key, optionally of one namespace.
+fn daemonset_keys(cache: &Cache, namespace: Option<&str>) -> Vec<String> {
+    cache
+        .list(RESOURCE, namespace)
+        .iter()
+        .map(|d| key_of(d))
+        .collect()
+}
+
+/// Whether a Node change can change which DaemonSets want a pod there:
+/// its labels, taints, cordon, readiness or deletion. Agents rewrite their
+/// Node's status every few seconds; reconciling every DaemonSet for each
+/// heartbeat would be wasted work.
+fn node_change_matters(change: &Change) -> bool {
+    let Some(prev) = change.prev.as_ref() else {
+        return true;
+    };
+    if change.kind != EventKind::Modified {
+        return true;
+    }
+    let ready = |n: &Value| {
+        n["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+            .map(|c| c["status"].clone())
+    };
+    let n = &change.object;
+    n["metadata"]["labels"] != prev["metadata"]["labels"]
+        || n["metadata"]["deletionTimestamp"] != prev["metadata"]["deletionTimestamp"]
+        || n["spec"]["taints"] != prev["spec"]["taints"]
+        || n["spec"]["unschedulable"] != prev["spec"]["unschedulable"]
+        || ready(n) != ready(prev)
+}
+
+/// Decodes every cached object of `resource` (in `namespace`, or all),
+/// skipping any that do not decode: one corrupt object must not stop the
+/// DaemonSets.
+fn decoded<T: serde::de::DeserializeOwned>(cache: &Cache, resource: &str, namespace: Option<&str>) -> Vec<T> {
+    cache
+        .list(resource, namespace)
+        .iter()
+        .filter_map(|o| serde_json::from_value((**o).clone()).ok())
+        .collect()
+}
+
+/// Ignores "not found" (someone else removed it first) and "conflict"
+/// (the uid precondition failed: the object was replaced) from a delete.
+fn deleted(result: Result<Value, ApiError>) -> Result<Option<Value>, ReconcileError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if matches!(e.reason, Reason::NotFound | Reason::Conflict) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Reconciler for DaemonSetController {
+    fn name(&self) -> &'static str {
+        "daemonset"
+    }
+
+    fn keys_for(&self, change: &Change, cache: &Cache) -> Vec<String> {
+        match change.resource.as_str() {
+            RESOURCE => vec![key_of(&change.object)],
+            "pods" => {
+                let mut keys: Vec<String> = [Some(&change.object), change.prev.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| controller_owner_key(p, "DaemonSet"))
+                    .collect();
+                let orphan = change.object["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_none_or(|refs| !refs.iter().any(|r| r["controller"] == true));
+                if keys.is_empty() && orphan {
+                    // Any DaemonSet of its namespace may adopt it.
+                    let ns = meta_str(&change.object, "namespace");
+                    keys = daemonset_keys(cache, Some(if ns.is_empty() { "default" } else { ns }));
+                }
+                keys.dedup();
+                keys
+            }
+            "nodes" if node_change_matters(change) => daemonset_keys(cache, None),
+            REVISIONS => controller_owner_key(&change.object, "DaemonSet")
+                .into_iter()
+                .collect(),
+            _ => vec![],
+        }
+    }
+
+    fn all_keys(&self, cache: &Cache) -> Vec<String> {
+        daemonset_keys(cache, None)
+    }
+
+    async fn reconcile(&self, key: &str, ctx: &Ctx) -> Result<Action, ReconcileError> {
+        let Some(obj) = ctx.cache.get(RESOURCE, key) else {
+            self.forget(key);
+            return Ok(Action::AwaitChange);
+        };
+        if self.cache_behind(key, &ctx.cache) {
+            return Ok(Action::Requeue(Duration::from_millis(20)));
+        }
+        let ds: DaemonSet = typed(&obj)?;
+        let (ns, _) = split_key(key);
+        let nodes: Vec<Node> = decoded(&ctx.cache, "nodes", None);
+        let pods: Vec<Pod> = decoded(&ctx.cache, "pods", Some(ns));
+        let revisions: Vec<ControllerRevision> = decoded(&ctx.cache, REVISIONS, Some(ns));
+        let owner_ref = json!({
+            "apiVersion": "apps/v1", "kind": "DaemonSet",
+            "name": ds.metadata.name, "uid": ds.metadata.uid,
+            "controller": true, "blockOwnerDeletion": true,
+        });
+        let uid = ds.metadata.uid.clone().unwrap_or_default();
+
+        // History first: new pods must name a revision that exists.
+        let history = plan_history(&ds, &revisions, &pods);
+        // Adoption and renumbering may concern the same revision; both
+        // changes then go into one write, since a second write based on the
+        // cached copy would fail its resourceVersion precondition.
+        let mut history_updates: Vec<(&str, Option<i64>, bool)> =
+            history.adopt.iter().map(|n| (n.as_str(), None, true)).collect();
+        if let Some((name, number)) = &history.renumber {
+            match history_updates.iter_mut().find(|(n, _, _)| n == name) {
+                Some(entry) => entry.1 = Some(*number),
+                None => history_updates.push((name.as_str(), Some(*number), false)),
+            }
+        }
+        for (name, number, adopt) in history_updates {
+            let Some(rev) = ctx.cache.get(REVISIONS, &format!("{ns}/{name}")) else {
+                continue;
+            };
+            let mut rev = (*rev).clone();
+            if adopt {
+                let mut refs = rev["metadata"]["ownerReferences"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                refs.push(owner_ref.clone());
+                rev["metadata"]["ownerReferences"] = json!(refs);
+            }
+            if let Some(number) = number {
+                rev["revision"] = json!(number);
+            }
+            self.note(key, &ctx.writer.update(REVISIONS, &rev).await?);
+        }
+        if let Some(rev) = &history.create {
+            match ctx.writer.create(REVISIONS, &to_json(rev)).await {
+                Ok(v) => self.note(key, &v),
+                Err(e) if e.reason == Reason::AlreadyExists => {
+                    let name = rev.metadata.name.as_deref().unwrap_or_default();
+                    let Some(existing) = ctx.cache.get(REVISIONS, &format!("{ns}/{name}")) else {
+                        // Most likely our own earlier write, not yet
+                        // cached: look again shortly.
+                        return Ok(Action::Requeue(Duration::from_millis(50)));
+                    };
+                    // The name is taken by a revision that is not ours or
+                    // records another template (plan_history would have
+                    // chosen it otherwise): a hash collision. A new
+                    // collision count gives a new hash, as in Kubernetes.
+                    let existing: Option<ControllerRevision> =
+                        serde_json::from_value((*existing).clone()).ok();
+                    tracing::info!(
+                        daemonset = key,
+                        revision = name,
+                        same_template =
+                            existing.as_ref().and_then(revision_template).as_ref() == Some(&ds.spec.template),
+                        "controller revision name collision; bumping collisionCount"
+                    );
+                    let mut updated = (*obj).clone();
+                    let count = updated["status"]["collisionCount"].as_i64().unwrap_or(0);
+                    updated["status"]["collisionCount"] = json!(count + 1);
+                    self.note(key, &ctx.writer.update_status(RESOURCE, &updated).await?);
+                    return Ok(Action::Requeue(Duration::from_millis(20)));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+
+        let p = plan(&ds, &nodes, &pods, &history.hash, now());
+        let pod_uid = |name: &str| -> Option<String> {
+            ctx.cache
+                .get("pods", &format!("{ns}/{name}"))
+                .map(|pod| meta_str(&pod, "uid").to_string())
+        };
+        for name in &p.adopt {
+            if let Some(pod) = ctx.cache.get("pods", &format!("{ns}/{name}")) {
+                let mut pod = (*pod).clone();
+                let mut refs = pod["metadata"]["ownerReferences"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                refs.push(owner_ref.clone());
+                pod["metadata"]["ownerReferences"] = json!(refs);
+                self.note(key, &ctx.writer.update("pods", &pod).await?);
+            }
+        }
+        for name in &p.release {
+            if let Some(pod) = ctx.cache.get("pods", &format!("{ns}/{name}")) {
+                let mut pod = (*pod).clone();
+                if let Some(refs) = pod["metadata"]["ownerReferences"].as_array_mut() {
+                    refs.retain(|r| r["uid"] != json!(uid));
+                }
+                self.note(key, &ctx.writer.update("pods", &pod).await?);
+            }
+        }
+        for name in &p.delete {
+            let written = deleted(
+                ctx.writer
+                    .delete("pods", ns, name, pod_uid(name).as_deref())
+                    .await,
+            )?;
+            if let Some(v) = written {
+                self.note(key, &v);
+            }
+        }
+        for name in &p.force_delete {
+            let Some(pod_uid) = pod_uid(name) else {
+                continue;
+            };
+            if let Some(v) = deleted(ctx.writer.force_delete_pod(ns, name, &pod_uid).await)? {
+                self.note(key, &v);
+            }
+        }
+        for node in &p.create {
+            let pod = to_json(&pod_for_node(&ds, node, &history.hash));
+            self.note(key, &ctx.writer.create("pods", &pod).await?);
+        }
+        for name in &history.delete {
+            let rev_uid = ctx
+                .cache
+                .get(REVISIONS, &format!("{ns}/{name}"))
+                .map(|r| meta_str(&r, "uid").to_string());
+            if let Some(v) = deleted(ctx.writer.delete(REVISIONS, ns, name, rev_uid.as_deref()).await)? {
+                self.note(key, &v);
+            }
+        }
+
+        let status = to_json(&p.status);
+        if obj.get("status") != Some(&status) {
+            let mut updated = (*obj).clone();
+            updated["status"] = status;
+            self.note(key, &ctx.writer.update_status(RESOURCE, &updated).await?);
+        }
+        Ok(match p.recheck_at {
+            Some(t) => {
+                let secs = (t.as_second() - now().as_second()).max(1) as u64;
+                Action::Requeue(Duration::from_secs(secs))
+            }
+            None => Action::AwaitChange,
+        })
+    }
+}
