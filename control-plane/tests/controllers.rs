@@ -659,6 +659,13 @@ async fn a_node_that_stops_renewing_its_lease_is_tainted_and_its_pods_move() {
         pods.iter().any(|p| p["spec"]["nodeName"] == "n1"),
         "one pod on n1 to begin with"
     );
+    // A finished Pod on n1 (a Job's completion, say) outlives the node.
+    let mut done = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "finished", "namespace": "default"},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox:1.36"}]}});
+    let created = c.create("pods", &done).await.expect("finished pod");
+    done = created;
+    done["status"] = json!({"phase": "Succeeded"});
+    c.update_status("pods", &done).await.expect("mark it Succeeded");
 
     // n1 "dies": its lease stops being renewed.
     stop1.cancel();
@@ -680,6 +687,12 @@ async fn a_node_that_stops_renewing_its_lease_is_tainted_and_its_pods_move() {
         lost_at.elapsed() < Duration::from_secs(10),
         "replacement took {:?}",
         lost_at.elapsed()
+    );
+    assert_eq!(
+        c.get("pods", "default", "finished")
+            .await
+            .expect("the finished pod is kept")["status"]["phase"],
+        "Succeeded"
     );
     let n1 = c.get("nodes", "", "n1").await.expect("n1");
     assert!(n1["spec"]["taints"].as_array().is_some_and(|t| t

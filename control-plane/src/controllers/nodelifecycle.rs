@@ -138,7 +138,10 @@ impl Reconciler for NodeLifecycle {
         };
         let mut next: Option<i64> = None;
         for pod in ctx.cache.list("pods", None) {
-            if pod["spec"]["nodeName"] != key {
+            // A finished Pod runs nothing, and its record is what a Job
+            // counts its completions from: evicting it would lose one.
+            let finished = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+            if pod["spec"]["nodeName"] != key || finished {
                 continue;
             }
             // A Pod already terminating waits for its node agent to confirm;
