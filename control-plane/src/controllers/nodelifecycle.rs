@@ -160,7 +160,12 @@ impl Reconciler for NodeLifecycle {
             };
             if now_s >= evict_at {
                 let (ns, name) = (meta_str(&pod, "namespace"), meta_str(&pod, "name"));
-                match ctx.writer.force_delete_pod(ns, name, meta_str(&pod, "uid")).await {
+                let rv = meta_str(&pod, "resourceVersion").parse().ok();
+                match ctx
+                    .writer
+                    .force_delete_pod_at(ns, name, meta_str(&pod, "uid"), rv)
+                    .await
+                {
                     Ok(_) => {
                         record_event(
                             &ctx.writer,
@@ -172,7 +177,11 @@ impl Reconciler for NodeLifecycle {
                         )
                         .await
                     }
-                    Err(e) if matches!(e.reason, Reason::NotFound | Reason::Conflict) => {}
+                    Err(e) if e.reason == Reason::NotFound => {}
+                    // It changed since the cache saw it: look again soon.
+                    Err(e) if e.reason == Reason::Conflict => {
+                        next = Some(next.map_or(now_s + 1, |n| n.min(now_s + 1)))
+                    }
                     Err(e) => return Err(e.into()),
                 }
             } else {

@@ -338,12 +338,26 @@ impl Writer {
     /// Deletes a Pod without waiting for its node: for Pods whose node is
     /// unreachable, whose agent cannot confirm termination.
     pub async fn force_delete_pod(&self, namespace: &str, name: &str, uid: &str) -> Result<Value, ApiError> {
+        self.force_delete_pod_at(namespace, name, uid, None).await
+    }
+
+    /// Like [`force_delete_pod`](Self::force_delete_pod), but only if the
+    /// Pod is still at `resource_version`: a decision taken on a cached copy
+    /// must not delete a Pod that changed since (say, one that has just
+    /// been reported Succeeded and now counts as a Job completion).
+    pub async fn force_delete_pod_at(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        resource_version: Option<u64>,
+    ) -> Result<Value, ApiError> {
         self.ensure_leader()?;
         self.commit(vec![Op::Delete {
             resource: "pods".to_string(),
             namespace: namespace.to_string(),
             name: name.to_string(),
-            expected_rv: None,
+            expected_rv: resource_version,
             expected_uid: Some(uid.to_string()),
             propagation: None,
             grace_period_seconds: Some(0),
