@@ -204,6 +204,58 @@ fn peer_start(runs: usize, rootfs: &Path) -> Result<(String, Summary)> {
     bail!("neither crun nor runc could run a container here (./scripts/install-deps --bench installs them)")
 }
 
+/// podman's pod create + run of a sleeping busybox container, in a scratch
+/// store (cgroupfs, runc: crun refuses this hybrid cgroup host; rlimits
+/// capped as peers.md found necessary here). Returns (per-pod time, note).
+fn podman_start(runs: usize) -> Result<Summary> {
+    let tmp = tempfile::tempdir()?;
+    let archive = tmp.path().join("busybox.tar");
+    rk_testkit::agent::build_busybox_archive(&archive, "rk.local/busybox:1")?;
+    let conf = tmp.path().join("containers.conf");
+    std::fs::write(
+        &conf,
+        "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n[engine]\ncgroup_manager = \"cgroupfs\"\nruntime = \"runc\"\n",
+    )?;
+    let root = tmp.path().join("root");
+    let run = tmp.path().join("run");
+    let podman = |args: &[&str]| {
+        Command::new("podman")
+            .env("CONTAINERS_CONF", &conf)
+            .arg("--root")
+            .arg(&root)
+            .arg("--runroot")
+            .arg(&run)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+    };
+    let load = podman(&["load", "-i", &archive.display().to_string()])?;
+    if !load.status.success() {
+        bail!("podman load: {}", String::from_utf8_lossy(&load.stderr).trim());
+    }
+    let mut lat = Vec::new();
+    for i in 0..runs {
+        let pod = format!("rkbench-{i}");
+        let t = Instant::now();
+        let created = podman(&["pod", "create", "--name", &pod])?;
+        if !created.status.success() {
+            bail!(
+                "podman pod create: {}",
+                String::from_utf8_lossy(&created.stderr).trim()
+            );
+        }
+        let started = podman(&["run", "-d", "--pod", &pod, "rk.local/busybox:1", "sleep", "3600"])?;
+        if !started.status.success() {
+            bail!("podman run: {}", String::from_utf8_lossy(&started.stderr).trim());
+        }
+        lat.push(t.elapsed());
+    }
+    let _ = podman(&["pod", "rm", "-a", "-f", "-t", "0"]);
+    let _ = podman(&["system", "reset", "-f"]);
+    Ok(Summary::of(&mut lat))
+}
+
 pub async fn run(args: &PodsArgs) -> Result<()> {
     let rootfs = tempfile::tempdir()?;
     rk_image::testing::busybox_rootfs(rootfs.path())?;
@@ -211,6 +263,9 @@ pub async fn run(args: &PodsArgs) -> Result<()> {
     let (sandbox, runtime) = runtime_start(args.peer_runs, rootfs.path())?;
     eprintln!("measuring the peer's bare container start ...");
     let peer = peer_start(args.peer_runs, rootfs.path());
+
+    eprintln!("measuring podman's pod create + run ...");
+    let podman = podman_start(args.peer_runs.min(20));
 
     eprintln!("measuring create → Running through a real cluster ...");
     let cluster = Cluster::start(1);
@@ -269,6 +324,15 @@ pub async fn run(args: &PodsArgs) -> Result<()> {
             );
         }
         Err(e) => println!("  peer: not measured: {e}"),
+    }
+    match &podman {
+        Ok(s) => println!(
+            "  podman pod create + run -d      p50 {:7.1} ms   p99 {:7.1} ms   (rk create → Running / podman: {:.2}×)",
+            ms(s.p50),
+            ms(s.p99),
+            start.p50.as_secs_f64() / s.p50.as_secs_f64().max(1e-9)
+        ),
+        Err(e) => println!("  podman: not measured: {e}"),
     }
     let fmt = |r: Option<u64>| {
         r.map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
