@@ -30,6 +30,16 @@ async fn delete_pod(ctx: &Ctx, ns: &str, name: &str) -> Result<(), ReconcileErro
     }
 }
 
+fn is_finished(job: &Job) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+        })
+}
+
 impl Reconciler for JobController {
     fn name(&self) -> &'static str {
         "job"
@@ -73,6 +83,14 @@ impl Reconciler for JobController {
                 Err(e) => return Err(e.into()),
             }
             return Ok(Action::AwaitChange);
+        }
+        // A finished Job's status is final, as in Kubernetes: recounting
+        // Pods after the fact could only lose completions (a Succeeded
+        // Pod deleted later still completed).
+        if is_finished(&job) {
+            return Ok(ttl_expires_at(&job)
+                .map(until)
+                .map_or(Action::AwaitChange, Action::Requeue));
         }
         let p = plan(&job, &pods, now);
         if p.create_indexes.is_empty() {
