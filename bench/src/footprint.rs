@@ -2,18 +2,12 @@
 //! Pods, and the time from a node's death (agent and containers killed)
 //! until its Pods run again elsewhere.
 
+use crate::stats::rss_kib;
 use anyhow::{bail, Context, Result};
 use rk_testkit::agent::BUSYBOX;
 use rk_testkit::Cluster;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
 
 /// RSS (MiB) of a single replica before and after it holds 100 Nodes and 1000 Pods.
 pub async fn replica_rss() -> Result<(f64, f64)> {

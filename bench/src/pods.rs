@@ -7,7 +7,7 @@
 //!   runc, measured in this run;
 //! - the agent's RSS with 0 and with 100 Pods.
 
-use crate::stats::Summary;
+use crate::stats::{rss_kib, Summary};
 use anyhow::{bail, Context, Result};
 use rk_client::WatchEventType;
 use rk_proto::v1 as pb;
@@ -34,13 +34,6 @@ pub struct PodsArgs {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 fn pod(name: &str, node: &str) -> serde_json::Value {

@@ -11,41 +11,8 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Debug for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\nstdout:\n{}stderr:\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-async fn rk(conf: &Path, args: &[&str]) -> Out {
-    let mut all = vec!["--config".to_string(), conf.display().to_string()];
-    all.extend(args.iter().map(|s| s.to_string()));
-    let mut out = Vec::new();
-    let mut err = Vec::new();
-    let code = rkctl::run_with(all, &mut out, &mut err).await;
-    Out {
-        code,
-        stdout: String::from_utf8_lossy(&out).into_owned(),
-        stderr: String::from_utf8_lossy(&err).into_owned(),
-    }
-}
-
-/// Runs rkctl and insists on success.
-async fn ok(conf: &Path, args: &[&str]) -> String {
-    let o = rk(conf, args).await;
-    assert_eq!(o.code, 0, "rkctl {args:?} failed: {o:?}");
-    o.stdout
-}
+mod common;
+use common::{ok, rk};
 
 /// Runs rkctl and insists on failure with exactly this one stderr line.
 async fn fails(conf: &Path, args: &[&str], line: &str) {
