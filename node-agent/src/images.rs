@@ -53,10 +53,6 @@ impl ImageManager {
         }
     }
 
-    pub fn store(&self) -> &Arc<ImageStore> {
-        &self.store
-    }
-
     /// The image for a container, pulling it if its policy says so.
     pub async fn ensure(&self, image: &str, policy: Option<&str>) -> Result<Image, PullFailure> {
         let policy = effective_policy(image, policy);

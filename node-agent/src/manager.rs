@@ -39,11 +39,6 @@ impl Manager {
         }
     }
 
-    /// The uids of Pods with a live worker.
-    pub fn pod_uids(&self) -> Vec<String> {
-        self.workers.keys().cloned().collect()
-    }
-
     /// Loads what the runtime runs, grouped by Pod uid, for adoption.
     async fn load_runtime(&mut self) {
         let listed = crate::pod::blocking(&self.env.rt, |rt| rt.list()).await;
