@@ -213,6 +213,16 @@ pub(crate) fn want(w: &Words, partial: &str) -> Want {
                 Err(_) => Want::Nothing,
             }
         }
+        // `top node|pod NAME`: clap completes the subverb.
+        "top" => match pos {
+            [what] => match kind_of(what) {
+                Some(kind) if matches!(kind.kind, "Node" | "Pod") => Want::Name { kind, slash: None },
+                _ => Want::Nothing,
+            },
+            _ => Want::Nothing,
+        },
+        // `explain KIND[.FIELD...]`: the kind; fields are left to the user.
+        "explain" if pos.is_empty() && !partial.contains('.') => Want::Kind,
         "get" | "describe" | "delete" | "scale" | "label" | "annotate" | "rollout" => {
             if verb == "rollout" {
                 // `rollout SUBVERB KIND NAME`: clap completes the subverb.
@@ -345,6 +355,16 @@ mod tests {
             name_of(want(&words("rollout status deploy"), "")),
             Some(("deployments", None))
         );
+        assert_eq!(name_of(want(&words("top pod"), "")), Some(("pods", None)));
+        assert_eq!(
+            name_of(want(&words("top nodes --sort-by cpu"), "")),
+            Some(("nodes", None))
+        );
+        assert_eq!(want(&words("top"), ""), Want::Nothing);
+        assert_eq!(want(&words("top pod web"), ""), Want::Nothing);
+        assert_eq!(want(&words("top deploy"), ""), Want::Nothing);
+        assert_eq!(want(&words("explain"), "dep"), Want::Kind);
+        assert_eq!(want(&words("explain"), "pod.sp"), Want::Nothing);
         assert_eq!(want(&words("get widgets"), ""), Want::Nothing);
         assert_eq!(want(&words("apply -f"), ""), Want::Nothing);
         assert_eq!(want(&words(""), ""), Want::Nothing);

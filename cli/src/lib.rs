@@ -2,10 +2,11 @@
 //!
 //! Commands: `apply`, `diff`, `get`, `describe`, `delete`, `logs`, `exec`,
 //! `cp`, `scale`, `rollout`, `set image`, `label`, `annotate`, `cordon`,
-//! `uncordon`, `drain`, `api-resources`, `cluster-info`, `config`,
-//! `cluster members|remove-replica`, `completion`, `version`, and the
-//! hidden `__complete` the completion scripts call. Every failure prints one
-//! kubectl-style line on stderr and makes the command exit non-zero.
+//! `uncordon`, `drain`, `api-resources`, `cluster-info`, `config`, `top`,
+//! `explain`, `cluster members|remove-replica`, `completion`, `version`,
+//! and the hidden `__complete` the completion scripts call. Every failure
+//! prints one kubectl-style line on stderr and makes the command exit
+//! non-zero.
 //!
 //! # Layout
 //! - [`args`]: `KIND [NAME...]` / `KIND/NAME` arguments.
@@ -20,7 +21,8 @@
 //! - `complete`: completion scripts and the names they ask for.
 //! - `apply`, `diff`, `get`, `delete`, `cluster`, `edit` (label, annotate, set
 //!   image, scale, cordon), `rollout`, `drain`, `info` (api-resources,
-//!   cluster-info, config): the commands.
+//!   cluster-info, config), `top` (usage from the agents), `explain` (the
+//!   schema of the API's typed structs): the commands.
 
 pub mod args;
 pub mod describe;
@@ -40,10 +42,12 @@ mod cluster;
 mod delete;
 mod drain;
 mod edit;
+mod explain;
 mod get;
 mod info;
 mod rollout;
 mod streams;
+mod top;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use error::{CliError, Result};
@@ -121,6 +125,11 @@ enum Cmd {
     Exec(streams::ExecArgs),
     /// Copy files to and from containers (tar over exec).
     Cp(streams::CpArgs),
+    /// Show CPU and memory in use by nodes or Pods.
+    #[command(subcommand)]
+    Top(top::TopCmd),
+    /// Describe the fields of a kind (KIND or KIND.FIELD.PATH).
+    Explain(explain::ExplainArgs),
     /// Inspect and change the control plane's replica set.
     #[command(subcommand)]
     Cluster(cluster::ClusterCmd),
@@ -308,6 +317,8 @@ pub async fn run_with(args: Vec<String>, stdout: &mut dyn Write, stderr: &mut dy
         Cmd::Logs(a) => streams::logs(&mut ctx, a).await,
         Cmd::Exec(a) => streams::exec(&mut ctx, a).await,
         Cmd::Cp(a) => streams::cp(&mut ctx, a).await,
+        Cmd::Top(c) => top::run(&mut ctx, c).await,
+        Cmd::Explain(a) => explain::run(&mut ctx, a),
         Cmd::Completion { shell } => {
             ctx.print(&complete::script(shell, Cli::command()));
             Ok(())

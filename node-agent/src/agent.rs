@@ -104,9 +104,11 @@ pub async fn run(dir: DataDir, opts: RunOptions, shutdown: CancellationToken) ->
             .await
             .context("import images")?;
     }
+    let sampler = Arc::new(crate::stats::Sampler::default());
     let svc = StreamSvc {
         rt: runtime.clone(),
         dir: dir.clone(),
+        stats: sampler.clone(),
     };
     let (port, stream_server) = streams::serve(&cfg.listen, &identity, svc, shutdown.clone()).await?;
     let machine = MachineInfo::detect();
@@ -150,11 +152,17 @@ pub async fn run(dir: DataDir, opts: RunOptions, shutdown: CancellationToken) ->
     ));
     let importer = tokio::spawn(images.clone().import_loop(dir.images(), shutdown.clone()));
     let gc = tokio::spawn(image_gc(env.clone(), opts.clone(), shutdown.clone()));
+    let usage = tokio::spawn(crate::stats::run(
+        sampler,
+        env.rt.clone(),
+        crate::stats::SAMPLE_INTERVAL,
+        shutdown.clone(),
+    ));
     let manager = Manager::new(env, shutdown.clone());
     let pods = tokio::spawn(manager.run());
     shutdown.cancelled().await;
     tracing::info!("shutting down; containers keep running for the next agent to adopt");
-    for h in [heartbeat, importer, gc, pods, stream_server] {
+    for h in [heartbeat, importer, gc, usage, pods, stream_server] {
         let _ = h.await;
     }
     Ok(())

@@ -11,6 +11,7 @@ pub mod node;
 pub mod pod;
 pub mod podspec;
 pub mod probe;
+pub mod stats;
 pub mod status;
 pub mod streams;
 pub mod volumes;

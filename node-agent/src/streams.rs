@@ -1,6 +1,6 @@
-//! The agent's stream endpoint: container logs and exec, served over
-//! mutual TLS to control-plane replicas only (rkctl reaches it through the
-//! control plane, never directly).
+//! The agent's stream endpoint: container logs, exec and resource usage,
+//! served over mutual TLS to control-plane replicas only (rkctl reaches it
+//! through the control plane, never directly).
 
 use crate::config::DataDir;
 use crate::pod::{LABEL_ATTEMPT, LABEL_CONTAINER, LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID};
@@ -24,6 +24,8 @@ const REPLICA_CN_PREFIX: &str = "rk:replica:";
 pub struct StreamSvc {
     pub rt: Arc<dyn Runtime>,
     pub dir: DataDir,
+    /// The usage readings `Stats` answers from (see [`crate::stats`]).
+    pub stats: Arc<crate::stats::Sampler>,
 }
 
 fn require_replica<T>(req: &Request<T>) -> Result<(), Status> {
@@ -346,6 +348,13 @@ impl NodeStreams for StreamSvc {
         let rt = self.rt.clone();
         std::thread::spawn(move || stream_logs(rt, container_id, path, req, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn stats(&self, req: Request<pb::StatsRequest>) -> Result<Response<pb::NodeStats>, Status> {
+        require_replica(&req)?;
+        self.stats.current().map(Response::new).ok_or_else(|| {
+            Status::unavailable("metrics not available yet: the node has one usage reading so far")
+        })
     }
 
     async fn exec(&self, req: Request<Streaming<pb::ExecInput>>) -> Result<Response<ExecStream>, Status> {

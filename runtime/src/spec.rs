@@ -150,6 +150,17 @@ pub struct ExecProcess {
     pub pty_master: Option<std::os::fd::OwnedFd>,
 }
 
+/// What a cgroup has used, read at one instant. Rates (CPU cores) come from
+/// two readings; the agent keeps them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CgroupUsage {
+    /// CPU time used since the cgroup was created, in nanoseconds (cumulative).
+    pub cpu_usage_ns: u64,
+    /// Memory usage minus inactive file pages (cAdvisor's "working set": the
+    /// page cache the kernel can drop at once is not counted).
+    pub memory_working_set_bytes: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error("{what}: {source}")]
@@ -198,6 +209,14 @@ pub trait Runtime: Send + Sync + 'static {
     /// Resizes an exec's terminal.
     fn resize_tty(&self, pty_master: &std::os::fd::OwnedFd, cols: u16, rows: u16)
         -> Result<(), RuntimeError>;
+    /// Current usage of a sandbox's cgroup (its containers and the pause
+    /// process), or of one of its containers' when `container_id` is given.
+    /// `None` when that cgroup does not exist (removed, or not created yet).
+    fn cgroup_usage(
+        &self,
+        sandbox_id: &str,
+        container_id: Option<&str>,
+    ) -> Result<Option<CgroupUsage>, RuntimeError>;
 }
 
 impl std::fmt::Debug for ExecProcess {

@@ -1,4 +1,4 @@
-//! The gRPC listener: one port per replica, mutual TLS, three services.
+//! The gRPC listener: one port per replica, mutual TLS, four services.
 
 pub mod api;
 pub mod auth;
@@ -9,6 +9,7 @@ pub mod streams;
 use crate::replica::Replica;
 use rk_proto::v1::api_server::ApiServer;
 use rk_proto::v1::cluster_server::ClusterServer;
+use rk_proto::v1::metrics_server::MetricsServer;
 use rk_proto::v1::raft_server::RaftServer;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -49,6 +50,9 @@ pub async fn serve(
     })
     .max_decoding_message_size(1 << 30)
     .max_encoding_message_size(1 << 30);
+    let metrics = MetricsServer::new(streams::MetricsSvc {
+        replica: replica.clone(),
+    });
     let cluster = ClusterServer::new(cluster::ClusterSvc { replica });
     // Small request/response messages must not wait for Nagle's algorithm
     // (40 ms with delayed ACKs): every accepted socket gets TCP_NODELAY.
@@ -60,6 +64,7 @@ pub async fn serve(
         .add_service(api)
         .add_service(raft)
         .add_service(cluster)
+        .add_service(metrics)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await
 }

@@ -23,6 +23,7 @@ mod logs;
 mod rootfs;
 pub mod shim;
 mod state;
+mod stats;
 mod sys;
 mod timefmt;
 
@@ -793,6 +794,22 @@ impl Runtime for LinuxRuntime {
 
     fn resize_tty(&self, pty_master: &OwnedFd, cols: u16, rows: u16) -> Result<(), RuntimeError> {
         sys::set_winsize(pty_master.as_fd(), cols, rows).map_err(io_err("resize terminal"))
+    }
+
+    fn cgroup_usage(
+        &self,
+        sandbox_id: &str,
+        container_id: Option<&str>,
+    ) -> Result<Option<CgroupUsage>, RuntimeError> {
+        check_id("sandbox", sandbox_id)?;
+        let rel = match container_id {
+            Some(id) => {
+                check_id("container", id)?;
+                self.container_cgroup(sandbox_id, id)
+            }
+            None => self.pod_cgroup(sandbox_id),
+        };
+        stats::usage(&self.cgroups, &rel).map_err(io_err(format!("usage of cgroup {rel}")))
     }
 }
 
