@@ -43,7 +43,7 @@ pub use names::{
 };
 pub use pod::default_image_pull_policy;
 pub use workloads::{
-    job_default_selector, validate_cron_schedule, CONTROLLER_UID_LABEL, JOB_NAME_LABEL,
+    job_default_selector, resolve_time_zone, validate_cron_schedule, CONTROLLER_UID_LABEL, JOB_NAME_LABEL,
     LEGACY_CONTROLLER_UID_LABEL, LEGACY_JOB_NAME_LABEL,
 };
 

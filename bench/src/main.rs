@@ -14,6 +14,7 @@
 mod etcd;
 mod footprint;
 mod pods;
+mod scheduler;
 mod stats;
 
 use anyhow::{Context, Result};
@@ -39,6 +40,8 @@ enum Cmd {
     Pods(pods::PodsArgs),
     /// A replica's RSS with 100 Nodes and 1000 Pods; node loss → Pods Running elsewhere.
     Footprint,
+    /// Scheduling throughput: 5000 simulated nodes, 10000 Pods, bindings in a 3-replica store.
+    Scheduler(scheduler::SchedulerArgs),
     /// Everything above, one after another (needs root, etcd and runc/crun).
     All,
 }
@@ -365,6 +368,17 @@ async fn print_footprint() -> Result<()> {
     Ok(())
 }
 
+async fn print_scheduler(args: &scheduler::SchedulerArgs) -> Result<()> {
+    eprintln!("measuring the scheduler ...");
+    let f = scheduler::run(args).await?;
+    println!("Scheduler (rk-bench scheduler): {} simulated nodes, {} Pods, bindings committed to a {}-replica store", f.nodes, f.pods, args.replicas);
+    println!(
+        "  {:.0} pods/s (first create → last binding: {:.2} s, of which creating the Pods {:.2} s); target >= 5000 pods/s (kube-scheduler CI floor at 5000 nodes: 680-810)",
+        f.pods_per_second, f.total_seconds, f.create_seconds
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     rk_client::tls::init_crypto();
@@ -373,6 +387,7 @@ async fn main() -> Result<()> {
         Some(Cmd::Store(a)) => a,
         Some(Cmd::Pods(a)) => return pods::run(&a).await,
         Some(Cmd::Footprint) => return print_footprint().await,
+        Some(Cmd::Scheduler(a)) => return print_scheduler(&a).await,
         Some(Cmd::All) => {
             let args = StoreArgs::default();
             eprintln!("measuring rk ...");

@@ -19,6 +19,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use openraft::BasicNode;
 use rk_client::config::ConfigFile;
 use rk_client::tls::TlsIdentity;
+use rk_controllers::job::JobBackoff;
 use rk_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -38,6 +39,11 @@ pub struct Options {
     pub history_limit: u64,
     /// Log entries between snapshots.
     pub snapshot_every: u64,
+    /// Test only: the CronJob and Job controllers read the time from this
+    /// file instead of the system clock (see [`crate::clock::FileClock`]).
+    pub test_clock_file: Option<PathBuf>,
+    /// The Job controller's delay before replacing a failed pod.
+    pub job_backoff: JobBackoff,
 }
 
 impl Default for Options {
@@ -48,6 +54,8 @@ impl Default for Options {
             election_timeout_max_ms: 200,
             history_limit: 20_000,
             snapshot_every: 10_000,
+            test_clock_file: None,
+            job_backoff: JobBackoff::default(),
         }
     }
 }
@@ -241,9 +249,14 @@ async fn start(
         ca_pem: ca.cert_pem.clone(),
     };
     let server = tokio::spawn(server::serve(replica.clone(), listener, tls, shutdown.clone()));
+    let settings = crate::controllers::Settings {
+        clock: crate::clock::controller_clock(opts.test_clock_file.as_deref()),
+        job_backoff: opts.job_backoff,
+    };
     tokio::spawn(crate::controllers::run_while_leader(
         replica.clone(),
         shutdown.clone(),
+        settings,
     ));
     tracing::info!(id = info.id, addr = %local_addr, advertise = %info.advertise, "replica serving");
     Ok(Running {

@@ -3,7 +3,9 @@
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use rk_control_plane::bootstrap::{self, Options};
+use rk_controllers::job::JobBackoff;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "rk-control-plane", version, about = "rk control-plane replica")]
@@ -30,6 +32,16 @@ struct Tuning {
     /// then purged, which bounds the log on disk).
     #[arg(long, default_value_t = 10_000)]
     snapshot_every: u64,
+    /// Test only: the CronJob and Job controllers read the time from this
+    /// file, an RFC 3339 timestamp the test rewrites to move time, instead
+    /// of the system clock.
+    #[arg(long, hide = true)]
+    test_clock_file: Option<PathBuf>,
+    /// The Job controller's delay before replacing a failed pod, in
+    /// milliseconds, doubled with each further failure up to 6 minutes.
+    /// Kubernetes' 10 s; tests lower it.
+    #[arg(long, hide = true, default_value_t = 10_000)]
+    job_backoff_base_ms: u64,
 }
 
 impl Tuning {
@@ -40,6 +52,11 @@ impl Tuning {
             election_timeout_max_ms: self.election_timeout_ms * 2,
             history_limit: self.history_limit,
             snapshot_every: self.snapshot_every,
+            test_clock_file: self.test_clock_file.clone(),
+            job_backoff: JobBackoff {
+                base: Duration::from_millis(self.job_backoff_base_ms),
+                ..JobBackoff::default()
+            },
         }
     }
 }

@@ -403,7 +403,7 @@ async fn wait_job_condition(c: &Client, name: &str, ctype: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_completes_exactly_its_completions_and_a_failing_one_stops_at_backoff_limit() {
-    let cluster = Cluster::start(1);
+    let cluster = Cluster::start_with(1, &["--job-backoff-base-ms", "100"]);
     let c = cluster.client();
     c.create("nodes", &node("n1", "8", json!({"kubernetes.io/hostname": "n1"})))
         .await
@@ -438,6 +438,116 @@ async fn a_job_completes_exactly_its_completions_and_a_failing_one_stops_at_back
     assert_eq!(j["status"]["failed"], 3, "backoffLimit 2 allows 3 attempts");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(pods_of(&c, "doomed").await.len(), 3, "no attempt after the limit");
+    stop.cancel();
+    let _ = agents.await;
+}
+
+/// Every pod of `app`, terminating ones included.
+async fn all_pods_of(c: &Client, app: &str) -> Vec<Value> {
+    c.list(
+        "pods",
+        &ListParams {
+            namespace: Some("default".into()),
+            label_selector: format!("app={app}"),
+            ..Default::default()
+        },
+    )
+    .await
+    .map(|(items, _)| items)
+    .unwrap_or_default()
+}
+
+/// The chaos runs found Jobs losing completions when a finished pod
+/// disappeared (its node lost, a forced delete) and the Job recounted
+/// from the pods left. Counts are now kept in the Job and each pod is
+/// counted once: force-deleting finished pods changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_completions_are_counted_once_even_when_finished_pods_vanish() {
+    let cluster = Cluster::start(1);
+    let c = cluster.client();
+    c.create("nodes", &node("n1", "8", json!({"kubernetes.io/hostname": "n1"})))
+        .await
+        .expect("node");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let agents = fake_agents(cluster.client(), stop.clone());
+
+    c.create("jobs.batch", &job("tally", 4, 1, 0)).await.expect("job");
+    // Remove each pod as soon as it has succeeded, the way a lost node's
+    // pods are removed.
+    let mut removed = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let j = loop {
+        for p in all_pods_of(&c, "tally").await {
+            let name = p["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            if p["status"]["phase"] == "Succeeded" && removed.insert(name.clone()) {
+                let opts = rk_client::DeleteOptions {
+                    grace_period_seconds: Some(0),
+                    ..Default::default()
+                };
+                c.delete("pods", "default", &name, &opts)
+                    .await
+                    .expect("force delete");
+            }
+        }
+        let j = c.get("jobs.batch", "default", "tally").await.expect("job");
+        let complete = j["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Complete" && c["status"] == "True")
+        });
+        if complete {
+            break j;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job never completed: {}",
+            j["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(j["status"]["succeeded"], 4, "status: {}", j["status"]);
+    assert!(
+        removed.len() >= 3,
+        "the test removed finished pods while the Job ran: {removed:?}"
+    );
+    // Exactly 4 pods ever ran: the ones removed plus the ones left.
+    wait_until("the last pod released", || async {
+        all_pods_of(&c, "tally").await.iter().all(|p| {
+            p["metadata"]["finalizers"]
+                .as_array()
+                .is_none_or(|f| f.is_empty())
+        })
+    })
+    .await;
+    let left: Vec<String> = all_pods_of(&c, "tally")
+        .await
+        .iter()
+        .filter(|p| !removed.contains(p["metadata"]["name"].as_str().unwrap_or_default()))
+        .map(|p| p["metadata"]["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        removed.len() + left.len(),
+        4,
+        "removed {removed:?}, left {left:?}"
+    );
+
+    // Deleting the Job strands nothing, finalizers or not.
+    c.create("jobs.batch", &job("held", 2, 2, 0)).await.expect("job");
+    wait_until("held's pods created", || async {
+        all_pods_of(&c, "held").await.len() == 2
+    })
+    .await;
+    c.delete(
+        "jobs.batch",
+        "default",
+        "held",
+        &rk_client::DeleteOptions::default(),
+    )
+    .await
+    .expect("delete job");
+    wait_until("held's pods gone", || async {
+        all_pods_of(&c, "held").await.is_empty()
+    })
+    .await;
     stop.cancel();
     let _ = agents.await;
 }
@@ -541,7 +651,18 @@ async fn deleting_owners_collects_orphans_or_keeps_them_and_namespaces_empty_out
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cronjob_starts_one_job_per_scheduled_minute() {
-    let cluster = Cluster::start(1);
+    use k8s_openapi::jiff::Timestamp;
+    // The controllers run on a test clock (see tests/cronjob.rs), moved to
+    // the next minute rather than waited for.
+    let clock_dir = tempfile::tempdir().expect("tempdir");
+    let clock = clock_dir.path().join("clock");
+    let set_clock = |t: Timestamp| {
+        let tmp = clock_dir.path().join("clock.tmp");
+        std::fs::write(&tmp, t.to_string()).expect("write clock");
+        std::fs::rename(&tmp, &clock).expect("move clock");
+    };
+    set_clock(Timestamp::now());
+    let cluster = Cluster::start_with(1, &["--test-clock-file", &clock.display().to_string()]);
     let c = cluster.client();
     c.create("nodes", &node("n1", "8", json!({"kubernetes.io/hostname": "n1"})))
         .await
@@ -553,9 +674,14 @@ async fn a_cronjob_starts_one_job_per_scheduled_minute() {
         "spec": {"schedule": "* * * * *", "concurrencyPolicy": "Forbid",
                  "jobTemplate": {"spec": {"template": {"metadata": {"labels": {"app": "tick", "fake-exit": "0"}},
                      "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.36"}]}}}}}});
-    c.create("cronjobs.batch", &cj).await.expect("cronjob");
-    // The next minute boundary is at most 60 s away.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(75);
+    let created = c.create("cronjobs.batch", &cj).await.expect("cronjob");
+    let created: Timestamp = created["metadata"]["creationTimestamp"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("creationTimestamp");
+    let minute = (created.as_second().div_euclid(60) + 1) * 60;
+    set_clock(Timestamp::from_second(minute + 1).expect("next minute"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let jobs = loop {
         let (jobs, _) = c
             .list(
@@ -572,13 +698,13 @@ async fn a_cronjob_starts_one_job_per_scheduled_minute() {
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "no scheduled run within a minute"
+            "no scheduled run for the next minute"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(jobs.len(), 1, "exactly one run for the minute");
     let name = jobs[0]["metadata"]["name"].as_str().unwrap_or("");
-    assert!(name.starts_with("tick-"), "{name}");
+    assert_eq!(name, format!("tick-{}", minute / 60));
     let cj = c.get("cronjobs.batch", "default", "tick").await.expect("cronjob");
     assert!(cj["status"]["lastScheduleTime"].is_string(), "{}", cj["status"]);
     wait_job_condition(&c, name, "Complete").await;

@@ -33,10 +33,14 @@ pub enum Error {
         /// What is wrong with it.
         detail: String,
     },
-    /// A time zone other than UTC or a fixed offset.
-    #[error(
-        "unsupported time zone {0:?}: rk has no time zone database; use \"UTC\", \"Etc/UTC\", \
-         \"Etc/GMT+N\"/\"Etc/GMT-N\" or a fixed offset such as \"+05:30\""
-    )]
-    UnsupportedTimeZone(String),
+    /// A time zone that is neither in the IANA time zone database nor a
+    /// fixed offset. The API server refuses these in `spec.timeZone`, so a
+    /// controller meets one only in an object stored before that check.
+    #[error("invalid spec.timeZone {zone:?}: {detail}")]
+    UnsupportedTimeZone {
+        /// The zone as written.
+        zone: String,
+        /// What is wrong with it.
+        detail: String,
+    },
 }

@@ -14,20 +14,34 @@
 //! with `ttlSecondsAfterFinished`, is itself deleted after that delay
 //! ([`ttl_expired`]).
 //!
-//! Counts are taken from the pods passed in, so the caller must keep
-//! finished pods of a running Job until it finishes (rk deletes them only
-//! with the Job).
+//! Completions and failures are counted once, into `status.succeeded` and
+//! `status.failed`, never recounted from the pods that happen to exist:
+//! a Succeeded pod removed later (its node lost, a user's delete) still
+//! completed. Every pod the Job creates carries the [`TRACKING_FINALIZER`];
+//! a pod that holds it has not been counted yet. A reconcile counts the
+//! pods that finished (or are being deleted before finishing: failures)
+//! and releases their finalizers *in the same store transaction* as the
+//! status that counts them, so each pod is counted exactly once whatever
+//! fails in between. (Kubernetes, without multi-object transactions, gets
+//! the same guarantee in three steps through `uncountedTerminatedPods`.)
+//!
+//! After a pod fails, its replacement waits an exponential back-off, as in
+//! Kubernetes: 10 s after the first failure, 20 s after the second, 40 s
+//! after the third, and so on up to 6 minutes ([`JobBackoff`]). The delay
+//! runs from the time of the newest failure ([`failure_time`]); while it
+//! runs, the plan creates nothing and asks to be rechecked when it ends.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobSpec, JobStatus};
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::podutil::{
-    controller_owner_ref, deletion_order, is_active, is_being_deleted, is_ready, is_terminal, phase,
-    restart_count,
+    controller_owner_ref, creation_time, deletion_order, is_active, is_being_deleted, is_ready, is_terminal,
+    phase, restart_count,
 };
 
 /// The annotation (and label) carrying an Indexed Job pod's index.
@@ -38,8 +52,11 @@ pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
 pub const CONTROLLER_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
 /// `backoffLimit` when unset.
 pub const DEFAULT_BACKOFF_LIMIT: i32 = 6;
-/// At most this many pods are created or deleted per reconcile.
-pub const MAX_POD_CHANGES_PER_SYNC: usize = 500;
+/// Held by every pod a Job creates until the Job has counted it.
+pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
+/// At most this many pods are created, deleted or counted per reconcile
+/// (they all go into one transaction).
+pub const MAX_POD_CHANGES_PER_SYNC: usize = 250;
 
 /// What a Job reconcile should do.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -49,14 +66,130 @@ pub struct JobPlan {
     pub create: usize,
     /// For Indexed Jobs: the indexes to create pods for, ascending.
     pub create_indexes: Vec<i32>,
-    /// Names of pods to delete.
+    /// Names of pods to delete. Those holding the tracking finalizer also
+    /// appear in `release`: a pod the Job deletes itself is not a failure.
     pub delete: Vec<String>,
+    /// Names of pods whose tracking finalizer to remove, in the same
+    /// transaction as `status`, which counts them.
+    pub release: Vec<String>,
     /// The status to write (counts as observed before acting).
     pub status: JobStatus,
     /// Whether the Job has finished (Complete or Failed).
     pub finished: bool,
-    /// When the active deadline will pass, for requeueing.
+    /// When to look again although nothing changes: the earlier of the
+    /// active deadline and the end of the failure back-off.
     pub recheck_at: Option<Timestamp>,
+}
+
+/// The delay before a failed pod is replaced: `base` after the first
+/// failure, doubling with each further one, at most `max`. Kubernetes uses
+/// 10 s and 6 minutes ([`JobBackoff::default`]); tests use a shorter base.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobBackoff {
+    /// The delay after one failure.
+    pub base: Duration,
+    /// The longest delay, however many failures.
+    pub max: Duration,
+}
+
+impl Default for JobBackoff {
+    fn default() -> Self {
+        JobBackoff {
+            base: Duration::from_secs(10),
+            max: Duration::from_secs(360),
+        }
+    }
+}
+
+/// What the failure back-off allows at a given moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackoffGate {
+    /// Replacement pods may be created now.
+    CreateNow,
+    /// Wait: create nothing before this time.
+    RecheckAt(Timestamp),
+}
+
+impl JobBackoff {
+    /// The delay after `failures` failures: none for zero, else
+    /// `base * 2^(failures - 1)`, at most `max`.
+    pub fn delay(&self, failures: i32) -> Duration {
+        if failures <= 0 {
+            return Duration::ZERO;
+        }
+        // Past 2^31 the cap has long been reached; this also keeps the
+        // shift in range.
+        let doublings = u32::try_from(failures - 1).unwrap_or(0).min(31);
+        self.base
+            .checked_mul(1u32 << doublings)
+            .unwrap_or(self.max)
+            .min(self.max)
+    }
+
+    /// Whether pods may be created at `now`, after `failures` failures the
+    /// newest of which happened at `last_failure`. Without a time for the
+    /// last failure (no failed pod is left to date it) nothing is held
+    /// back. A failure time after `now` (a node's clock ahead of this one)
+    /// counts as `now`, so clock skew can delay by at most one full back-off.
+    pub fn gate(&self, failures: i32, last_failure: Option<Timestamp>, now: Timestamp) -> BackoffGate {
+        let delay = self.delay(failures);
+        let Some(last) = last_failure else {
+            return BackoffGate::CreateNow;
+        };
+        if delay.is_zero() {
+            return BackoffGate::CreateNow;
+        }
+        let Ok(delay) = SignedDuration::try_from(delay) else {
+            return BackoffGate::CreateNow;
+        };
+        match last.min(now).checked_add(delay) {
+            Ok(until) if until > now => BackoffGate::RecheckAt(until),
+            _ => BackoffGate::CreateNow,
+        }
+    }
+}
+
+/// When a failed pod failed, the way Kubernetes dates it: the latest
+/// `finishedAt` of its terminated containers; else when its Ready
+/// condition last turned false; else when its deletion was requested (a
+/// pod deleted before finishing); else its creation. (A Job's status
+/// carries no time of its own update to fall back on.)
+pub fn failure_time(pod: &Pod) -> Option<Timestamp> {
+    let status = pod.status.as_ref();
+    let finished = status
+        .into_iter()
+        .flat_map(|s| {
+            s.container_statuses
+                .iter()
+                .flatten()
+                .chain(s.init_container_statuses.iter().flatten())
+        })
+        .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
+        .map(|t| t.0)
+        .max();
+    let not_ready = || {
+        status?
+            .conditions
+            .as_ref()?
+            .iter()
+            .find(|c| c.type_ == "Ready" && c.status == "False")?
+            .last_transition_time
+            .as_ref()
+            .map(|t| t.0)
+    };
+    finished
+        .or_else(not_ready)
+        .or_else(|| pod.metadata.deletion_timestamp.as_ref().map(|t| t.0))
+        .or_else(|| creation_time(&pod.metadata))
+}
+
+/// The time of the newest failure among `pods`: those that failed, and
+/// those being deleted before they succeeded (a lost node's pods).
+fn newest_failure(pods: &[Pod]) -> Option<Timestamp> {
+    pods.iter()
+        .filter(|p| phase(p) == "Failed" || (is_being_deleted(&p.metadata) && phase(p) != "Succeeded"))
+        .filter_map(failure_time)
+        .max()
 }
 
 fn spec_of(job: &Job) -> JobSpec {
@@ -180,18 +313,85 @@ fn names<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Vec<String> {
     pods.into_iter().filter_map(|p| p.metadata.name.clone()).collect()
 }
 
-/// Decide one reconcile of `job` given its pods at `now`.
+/// Whether the Job still has to count this pod.
+pub fn is_tracked(pod: &Pod) -> bool {
+    pod.metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|x| x == TRACKING_FINALIZER))
+}
+
+/// Whether a pod is done as far as its Job is concerned: finished, or
+/// being deleted (then it can no longer succeed).
+fn is_done(pod: &Pod) -> bool {
+    is_terminal(pod) || is_being_deleted(&pod.metadata)
+}
+
+/// Decide one reconcile of `job` given its pods at `now`, with
+/// Kubernetes' failure back-off.
 pub fn plan(job: &Job, pods: &[Pod], now: Timestamp) -> JobPlan {
+    plan_with_backoff(job, pods, now, &JobBackoff::default())
+}
+
+/// [`plan`] with a given failure back-off.
+pub fn plan_with_backoff(job: &Job, pods: &[Pod], now: Timestamp, backoff: &JobBackoff) -> JobPlan {
+    let mut out = decide(job, pods, now);
+    // Replacements for failed pods wait out the back-off. The failures
+    // are the Job's count including those counted in this plan.
+    if out.create > 0 && !out.finished {
+        let failures = out.status.failed.unwrap_or(0);
+        if let BackoffGate::RecheckAt(at) = backoff.gate(failures, newest_failure(pods), now) {
+            out.create = 0;
+            out.create_indexes.clear();
+            out.recheck_at = Some(out.recheck_at.map_or(at, |deadline| deadline.min(at)));
+        }
+    }
+    // A pod the Job deletes itself is let go, not counted as a failure.
+    for name in &out.delete {
+        let tracked = pods
+            .iter()
+            .any(|p| p.metadata.name.as_ref() == Some(name) && is_tracked(p));
+        if tracked && !out.release.contains(name) {
+            out.release.push(name.clone());
+        }
+    }
+    out
+}
+
+fn decide(job: &Job, pods: &[Pod], now: Timestamp) -> JobPlan {
     let spec = spec_of(job);
     let prev = job.status.clone().unwrap_or_default();
     let indexed = is_indexed(&spec);
     let completions = spec.completions;
     let parallelism = spec.parallelism.unwrap_or(1).max(0);
     let suspended = spec.suspend == Some(true);
+    let mut out = JobPlan::default();
+
+    // Count the pods that finished since the last reconcile; they are
+    // released in the same write.
+    let newly_done: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| is_tracked(p) && is_done(p))
+        .take(MAX_POD_CHANGES_PER_SYNC)
+        .collect();
+    let newly_succeeded: Vec<&Pod> = newly_done
+        .iter()
+        .copied()
+        .filter(|p| phase(p) == "Succeeded")
+        .collect();
+    let newly_failed = newly_done.len() - newly_succeeded.len();
+    let as_i32 = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    let succeeded_count = prev
+        .succeeded
+        .unwrap_or(0)
+        .saturating_add(as_i32(newly_succeeded.len()));
+    let failed_count = prev.failed.unwrap_or(0).saturating_add(as_i32(newly_failed));
+    let finished_before = finished_condition(job).is_some();
+    if !finished_before {
+        out.release = names(newly_done.iter().copied());
+    }
 
     let mut active: Vec<&Pod> = pods.iter().filter(|p| is_active(p)).collect();
-    let succeeded_pods: Vec<&Pod> = pods.iter().filter(|p| phase(p) == "Succeeded").collect();
-    let failed_pods = pods.iter().filter(|p| phase(p) == "Failed").count();
     let on_failure = spec
         .template
         .spec
@@ -201,36 +401,34 @@ pub fn plan(job: &Job, pods: &[Pod], now: Timestamp) -> JobPlan {
     // With OnFailure the kubelet restarts failing containers in place, so
     // the restarts are the failures.
     let restarts: i64 = if on_failure {
-        pods.iter().map(restart_count).sum()
+        active.iter().map(|p| restart_count(p)).sum()
     } else {
         0
     };
-    let failures = i64::try_from(failed_pods)
-        .unwrap_or(i64::MAX)
-        .saturating_add(restarts);
+    let failures = i64::from(failed_count).saturating_add(restarts);
 
-    let succeeded_indexes: BTreeSet<i32> = if indexed {
+    let mut succeeded_indexes: BTreeSet<i32> = BTreeSet::new();
+    if indexed {
         let limit = completions.unwrap_or(0);
-        succeeded_pods
-            .iter()
-            .filter_map(|p| completion_index(p))
-            .filter(|i| *i < limit)
-            .collect()
-    } else {
-        BTreeSet::new()
-    };
+        succeeded_indexes = parse_indexes(prev.completed_indexes.as_deref().unwrap_or(""));
+        succeeded_indexes.extend(
+            newly_succeeded
+                .iter()
+                .filter_map(|p| completion_index(p))
+                .filter(|i| *i < limit),
+        );
+    }
     let succeeded = if indexed {
         succeeded_indexes.len()
     } else {
-        succeeded_pods.len()
+        usize::try_from(succeeded_count).unwrap_or(0)
     };
 
-    let as_i32 = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
     let mut status = JobStatus {
         active: Some(as_i32(active.len())),
         ready: Some(as_i32(active.iter().filter(|p| is_ready(p)).count())),
-        succeeded: Some(as_i32(succeeded)),
-        failed: Some(as_i32(failed_pods)),
+        succeeded: Some(succeeded_count),
+        failed: Some(failed_count),
         terminating: Some(as_i32(
             pods.iter()
                 .filter(|p| is_being_deleted(&p.metadata) && !is_terminal(p))
@@ -242,13 +440,19 @@ pub fn plan(job: &Job, pods: &[Pod], now: Timestamp) -> JobPlan {
         conditions: prev.conditions.clone(),
         ..JobStatus::default()
     };
-    let mut out = JobPlan::default();
 
-    // A finished Job only cleans up.
-    if finished_condition(job).is_some() {
+    // A finished Job's counts are final: it only stops what still runs and
+    // lets go of every pod.
+    if finished_before {
         out.delete = names(active);
+        out.release = names(pods.iter().filter(|p| is_tracked(p)));
         out.finished = true;
-        out.status = status;
+        out.status = JobStatus {
+            active: status.active,
+            ready: status.ready,
+            terminating: status.terminating,
+            ..prev
+        };
         return out;
     }
     let mut conditions = status.conditions.take().unwrap_or_default();
@@ -457,7 +661,11 @@ pub fn pod_from_template(job: &Job, index: Option<i32>) -> Pod {
             namespace: job.metadata.namespace.clone(),
             labels: Some(labels),
             annotations: Some(annotations).filter(|a| !a.is_empty()),
-            finalizers: meta.finalizers.take(),
+            finalizers: Some({
+                let mut f = meta.finalizers.take().unwrap_or_default();
+                f.push(TRACKING_FINALIZER.to_string());
+                f
+            }),
             owner_references: Some(vec![controller_owner_ref("batch/v1", "Job", &job.metadata)]),
             ..ObjectMeta::default()
         },
@@ -497,7 +705,7 @@ mod tests {
         let annotations = index.map_or(json!({}), |i| json!({COMPLETION_INDEX_ANNOTATION: i.to_string()}));
         from_json(json!({
             "metadata": {"name": name, "namespace": "default", "annotations": annotations,
-                         "creationTimestamp": rfc(10)},
+                         "creationTimestamp": rfc(10), "finalizers": [TRACKING_FINALIZER]},
             "spec": {"containers": [{"name": "c", "image": "perl"}], "nodeName": "n1"},
             "status": {"phase": phase, "conditions": [
                 {"type": "Ready", "status": if ready {"True"} else {"False"}}
@@ -766,6 +974,129 @@ mod tests {
         }
     }
 
+    fn counted(j: &mut Job, succeeded: i32, failed: i32) {
+        j.status = Some(JobStatus {
+            succeeded: Some(succeeded),
+            failed: Some(failed),
+            start_time: Some(Time(ts(0))),
+            ..JobStatus::default()
+        });
+    }
+
+    fn untracked(mut p: Pod) -> Pod {
+        p.metadata.finalizers = None;
+        p
+    }
+
+    fn deleting(mut p: Pod) -> Pod {
+        p.metadata.deletion_timestamp = Some(Time(ts(900)));
+        p
+    }
+
+    #[test]
+    fn each_pod_is_counted_once_and_released_with_the_count() {
+        let mut j = job(json!({"completions": 3, "parallelism": 3}));
+        // Newly finished pods are counted and released together.
+        let p = plan(
+            &j,
+            &[
+                pod("s", "succeeded", None),
+                pod("f", "failed", None),
+                pod("a", "active", None),
+            ],
+            ts(1000),
+        );
+        assert_eq!((p.status.succeeded, p.status.failed), (Some(1), Some(1)));
+        assert_eq!(p.release, ["s", "f"]);
+        assert_eq!(p.create, 1);
+        // Once released they are part of the counts and not counted again.
+        counted(&mut j, 1, 1);
+        let p = plan(
+            &j,
+            &[untracked(pod("s", "succeeded", None)), pod("a", "active", None)],
+            ts(1000),
+        );
+        assert_eq!((p.status.succeeded, p.status.failed), (Some(1), Some(1)));
+        assert!(p.release.is_empty());
+    }
+
+    #[test]
+    fn a_counted_completion_survives_its_pod() {
+        // Two completions were counted; their pods are gone (node lost,
+        // deleted by a user). Only one more run is needed, not three.
+        let mut j = job(json!({"completions": 3, "parallelism": 3}));
+        counted(&mut j, 2, 0);
+        let p = plan(&j, &[], ts(1000));
+        assert_eq!((p.create, p.status.succeeded), (1, Some(2)));
+        // And the third success completes the Job with exactly 3.
+        let p = plan(&j, &[pod("s3", "succeeded", None)], ts(1000));
+        assert_eq!(p.status.succeeded, Some(3));
+        assert_eq!(
+            condition(&p),
+            Some(("Complete".into(), "CompletionsReached".into()))
+        );
+        assert_eq!(p.release, ["s3"]);
+    }
+
+    #[test]
+    fn a_pod_deleted_before_it_finished_is_a_failure_but_one_the_job_deletes_is_not() {
+        let j = job(json!({"completions": 2, "parallelism": 1, "backoffLimit": 0}));
+        // Evicted by someone else (its node was lost): a failure, here one
+        // past the backoff limit.
+        let p = plan(&j, &[deleting(pod("a", "active", None))], ts(1000));
+        assert_eq!(p.status.failed, Some(1));
+        assert_eq!(p.release, ["a"]);
+        assert_eq!(
+            condition(&p),
+            Some(("Failed".into(), "BackoffLimitExceeded".into()))
+        );
+        // Surplus pods the Job deletes itself are released, not counted.
+        let j = job(json!({"completions": 5, "parallelism": 1}));
+        let p = plan(&j, &[pod("a", "ready", None), pod("b", "active", None)], ts(1000));
+        assert_eq!(
+            (p.delete.clone(), p.status.failed),
+            (vec!["b".to_string()], Some(0))
+        );
+        assert_eq!(p.release, ["b"]);
+    }
+
+    #[test]
+    fn a_finished_job_keeps_its_counts_and_lets_go_of_every_pod() {
+        let mut j = job(json!({"completions": 1}));
+        j.status = Some(JobStatus {
+            succeeded: Some(1),
+            failed: Some(2),
+            completion_time: Some(Time(ts(100))),
+            conditions: Some(vec![job_condition("Complete", "CompletionsReached", "", ts(100))]),
+            ..JobStatus::default()
+        });
+        let p = plan(
+            &j,
+            &[pod("late", "succeeded", None), pod("straggler", "active", None)],
+            ts(1000),
+        );
+        assert_eq!((p.status.succeeded, p.status.failed), (Some(1), Some(2)));
+        assert_eq!(p.delete, ["straggler"]);
+        assert_eq!(p.release, ["late", "straggler"]);
+        assert!(p.finished);
+    }
+
+    #[test]
+    fn indexed_completions_accumulate_in_completed_indexes() {
+        let mut j = job(json!({"completionMode": "Indexed", "completions": 3, "parallelism": 3}));
+        j.status = Some(JobStatus {
+            succeeded: Some(2),
+            completed_indexes: Some("0,2".into()),
+            ..JobStatus::default()
+        });
+        // Indexes 0 and 2 are done although their pods are gone.
+        let p = plan(&j, &[], ts(1000));
+        assert_eq!(p.create_indexes, [1]);
+        let p = plan(&j, &[pod("s1", "succeeded", Some(1))], ts(1000));
+        assert_eq!(p.status.completed_indexes.as_deref(), Some("0-2"));
+        assert!(p.finished);
+    }
+
     #[test]
     fn index_strings() {
         let cases: &[(&[i32], &str)] = &[
@@ -813,6 +1144,203 @@ mod tests {
     }
 
     #[test]
+    fn backoff_delays_double_up_to_the_cap() {
+        let kube = JobBackoff::default();
+        let fast = JobBackoff {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        let cases = [
+            (kube, 0, 0),
+            (kube, -1, 0),
+            (kube, 1, 10_000),
+            (kube, 2, 20_000),
+            (kube, 3, 40_000),
+            (kube, 6, 320_000),
+            (kube, 7, 360_000),
+            (kube, 1000, 360_000),
+            (kube, i32::MAX, 360_000),
+            (fast, 1, 100),
+            (fast, 4, 800),
+            (fast, 5, 1000),
+        ];
+        for (backoff, failures, want_ms) in cases {
+            assert_eq!(
+                backoff.delay(failures),
+                Duration::from_millis(want_ms),
+                "{backoff:?} after {failures}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_gate() {
+        let b = JobBackoff::default();
+        let cases = [
+            ("no failures", 0, Some(100), 100, BackoffGate::CreateNow),
+            ("just failed", 1, Some(100), 100, BackoffGate::RecheckAt(ts(110))),
+            (
+                "still waiting",
+                1,
+                Some(100),
+                109,
+                BackoffGate::RecheckAt(ts(110)),
+            ),
+            ("waited", 1, Some(100), 110, BackoffGate::CreateNow),
+            (
+                "third failure",
+                3,
+                Some(100),
+                120,
+                BackoffGate::RecheckAt(ts(140)),
+            ),
+            ("capped", 20, Some(100), 200, BackoffGate::RecheckAt(ts(460))),
+            ("nothing to date it", 3, None, 100, BackoffGate::CreateNow),
+            (
+                "failure in the future counts as now",
+                1,
+                Some(5000),
+                100,
+                BackoffGate::RecheckAt(ts(110)),
+            ),
+        ];
+        for (name, failures, last, now, want) in cases {
+            assert_eq!(b.gate(failures, last.map(ts), ts(now)), want, "{name}");
+        }
+    }
+
+    fn failed_at(name: &str, finished: Option<i64>, index: Option<i32>) -> Pod {
+        let mut p = pod(name, "failed", index);
+        if let (Some(s), Some(at)) = (p.status.as_mut(), finished) {
+            s.container_statuses = Some(vec![from_json(json!({
+                "name": "c", "image": "perl", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 1, "finishedAt": rfc(at)}}
+            }))]);
+        }
+        p
+    }
+
+    #[test]
+    fn failure_times() {
+        let mut not_ready = pod("r", "failed", None);
+        if let Some(s) = not_ready.status.as_mut() {
+            s.conditions = Some(vec![from_json(json!(
+                {"type": "Ready", "status": "False", "lastTransitionTime": rfc(40)}
+            ))]);
+        }
+        let cases = [
+            ("container finishedAt", failed_at("f", Some(50), None), Some(50)),
+            ("Ready turned false", not_ready, Some(40)),
+            (
+                "deleted before finishing",
+                deleting(pod("d", "active", None)),
+                Some(900),
+            ),
+            ("creation as a last resort", pod("c", "failed", None), Some(10)),
+        ];
+        for (name, p, want) in cases {
+            assert_eq!(failure_time(&p), want.map(ts), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_failed_pod_is_replaced_after_the_backoff() {
+        let backoff = JobBackoff::default();
+        type Case = (&'static str, Job, Vec<Pod>, i64, usize, Option<i64>);
+        let mut one_failure = job(json!({"completions": 2, "parallelism": 2}));
+        counted(&mut one_failure, 0, 1);
+        let mut three_failures = one_failure.clone();
+        counted(&mut three_failures, 0, 3);
+        let mut deadline = job(json!({"completions": 1, "activeDeadlineSeconds": 105}));
+        counted(&mut deadline, 0, 3);
+        let mut indexed = job(json!({"completionMode": "Indexed", "completions": 2, "parallelism": 2}));
+        counted(&mut indexed, 0, 1);
+        let cases: Vec<Case> = vec![
+            (
+                // The failure counted in this very plan starts the wait.
+                "first failure, just counted",
+                job(json!({"completions": 2, "parallelism": 2})),
+                vec![failed_at("f", Some(100), None), pod("a", "active", None)],
+                100,
+                0,
+                Some(110),
+            ),
+            (
+                "first failure, 10 s later",
+                one_failure.clone(),
+                vec![
+                    untracked(failed_at("f", Some(100), None)),
+                    pod("a", "active", None),
+                ],
+                110,
+                1,
+                None,
+            ),
+            (
+                "third failure waits 40 s from the newest",
+                three_failures.clone(),
+                vec![
+                    untracked(failed_at("f1", Some(60), None)),
+                    untracked(failed_at("f3", Some(100), None)),
+                    untracked(failed_at("f2", Some(80), None)),
+                ],
+                130,
+                0,
+                Some(140),
+            ),
+            (
+                "the active deadline comes first",
+                deadline,
+                vec![untracked(failed_at("f", Some(100), None))],
+                101,
+                0,
+                Some(105),
+            ),
+            (
+                "indexed: the failed index waits too",
+                indexed,
+                vec![
+                    untracked(failed_at("f0", Some(100), Some(0))),
+                    pod("a1", "active", Some(1)),
+                ],
+                105,
+                0,
+                Some(110),
+            ),
+            (
+                "failed pods gone: nothing to wait for",
+                three_failures,
+                vec![],
+                101,
+                2,
+                None,
+            ),
+        ];
+        for (name, j, pods, now, create, recheck) in cases {
+            let p = plan_with_backoff(&j, &pods, ts(now), &backoff);
+            assert_eq!(p.create, create, "{name}");
+            if create == 0 {
+                // The controller creates from `create_indexes` when set.
+                assert!(p.create_indexes.is_empty(), "{name}");
+            }
+            assert_eq!(p.recheck_at, recheck.map(ts), "{name}");
+            assert!(!p.finished, "{name}");
+        }
+        // A shorter base for tests shortens the wait accordingly.
+        let fast = JobBackoff {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        let p = plan_with_backoff(
+            &one_failure,
+            &[untracked(failed_at("f", Some(100), None))],
+            ts(101),
+            &fast,
+        );
+        assert_eq!((p.create, p.recheck_at), (2, None));
+    }
+
+    #[test]
     fn template_pods() {
         let j = job(json!({"completionMode": "Indexed", "completions": 3}));
         let p = pod_from_template(&j, Some(2));
@@ -826,6 +1354,7 @@ mod tests {
         assert_eq!(v["metadata"]["labels"][CONTROLLER_UID_LABEL], json!("job-uid"));
         assert_eq!(v["metadata"]["ownerReferences"][0]["kind"], json!("Job"));
         assert_eq!(v["spec"]["hostname"], json!("pi-2"));
+        assert_eq!(v["metadata"]["finalizers"], json!([TRACKING_FINALIZER]));
         assert_eq!(
             v["spec"]["containers"][0]["env"][0]["name"],
             json!("JOB_COMPLETION_INDEX")

@@ -2,6 +2,7 @@
 //! and ControllerRevision — Kubernetes' defaults, validation and immutable
 //! fields, plus the Job selector generation the server performs on create.
 
+use jiff::tz::{Offset, TimeZone};
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job, JobSpec};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
@@ -468,8 +469,10 @@ impl Rules for CronJob {
         } else if let Err(e) = validate_cron_schedule(&spec.schedule) {
             errs.invalid("spec.schedule", &spec.schedule, &e);
         }
-        if spec.time_zone.as_deref() == Some("") {
-            errs.invalid("spec.timeZone", "", "unknown time zone");
+        if let Some(tz) = spec.time_zone.as_deref() {
+            if let Err(e) = resolve_time_zone(tz) {
+                errs.invalid("spec.timeZone", tz, &e);
+            }
         }
         errs.one_of(
             "spec.concurrencyPolicy",
@@ -631,6 +634,74 @@ fn cron_field(field_text: &str, field: usize) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The time zone a CronJob's `spec.timeZone` names, as Kubernetes accepts
+/// it: any name in the IANA time zone database (rk compiles the database
+/// in, as Kubernetes embeds its tzdata, so a host without
+/// /usr/share/zoneinfo behaves the same), but not `Local`, whose meaning
+/// would depend on the replica. As an rk extension, carried over from when
+/// rk had no database, a fixed offset such as `+05:30` or `-0800` is
+/// accepted too.
+pub fn resolve_time_zone(name: &str) -> Result<TimeZone, String> {
+    if name.is_empty() {
+        return Err("unknown time zone".to_string());
+    }
+    if let Some(offset) = fixed_offset(name) {
+        return Ok(TimeZone::fixed(offset));
+    }
+    if name.eq_ignore_ascii_case("Local") {
+        return Err(
+            "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones"
+                .to_string(),
+        );
+    }
+    // Kubernetes' own filter on each path component, which also keeps
+    // names like `../etc/passwd` away from the database lookup.
+    let valid_part = |p: &str| {
+        (1..=14).contains(&p.len())
+            && p != "."
+            && p != ".."
+            && !p.starts_with('-')
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'+'))
+    };
+    let unknown = || format!("unknown time zone {name}");
+    if !name.split('/').all(valid_part) {
+        return Err(unknown());
+    }
+    let tz = TimeZone::get(name).map_err(|_| unknown())?;
+    // The database lookup ignores case; Go's (and so Kubernetes') does not,
+    // and a manifest rk accepts should not be refused by Kubernetes.
+    if tz.iana_name() != Some(name) {
+        return Err(unknown());
+    }
+    Ok(tz)
+}
+
+/// A literal UTC offset: `+HH`, `+HHMM` or `+HH:MM` (or with `-`), at most
+/// 14 hours.
+fn fixed_offset(s: &str) -> Option<Offset> {
+    let (sign, rest) = match s.split_at_checked(1)? {
+        ("+", r) => (1, r),
+        ("-", r) => (-1, r),
+        _ => return None,
+    };
+    let digits = match rest.split_once(':') {
+        Some((h, m)) if h.len() == 2 && m.len() == 2 => format!("{h}{m}"),
+        Some(_) => return None,
+        None => rest.to_string(),
+    };
+    if !digits.bytes().all(|b| b.is_ascii_digit()) || !matches!(digits.len(), 2 | 4) {
+        return None;
+    }
+    let (h, m) = digits.split_at(2);
+    let hours: i32 = h.parse().ok()?;
+    let minutes: i32 = if m.is_empty() { 0 } else { m.parse().ok()? };
+    if hours > 14 || minutes > 59 {
+        return None;
+    }
+    Offset::from_seconds(sign * (hours * 3600 + minutes * 60)).ok()
 }
 
 /// Check the syntax of a CronJob schedule: five fields (minute, hour, day
@@ -1213,6 +1284,31 @@ mod tests {
                 "use timeZone field",
             ),
             (
+                json!({"spec": {"timeZone": ""}}),
+                "spec.timeZone",
+                "unknown time zone",
+            ),
+            (
+                json!({"spec": {"timeZone": "Mars/Olympus_Mons"}}),
+                "spec.timeZone",
+                "unknown time zone Mars/Olympus_Mons",
+            ),
+            (
+                json!({"spec": {"timeZone": "europe/berlin"}}),
+                "spec.timeZone",
+                "unknown time zone",
+            ),
+            (
+                json!({"spec": {"timeZone": "../../etc/passwd"}}),
+                "spec.timeZone",
+                "unknown time zone",
+            ),
+            (
+                json!({"spec": {"timeZone": "Local"}}),
+                "spec.timeZone",
+                "explicit time zone",
+            ),
+            (
                 json!({"spec": {"concurrencyPolicy": "Sometimes"}}),
                 "spec.concurrencyPolicy",
                 "Unsupported value",
@@ -1252,6 +1348,44 @@ mod tests {
             let err = create_err("cronjobs", merge(cronjob(), patch));
             assert_invalid(&err, field, needle);
         }
+    }
+
+    #[test]
+    fn time_zones() {
+        let cases = [
+            ("Europe/Berlin", Some("Europe/Berlin")),
+            ("America/New_York", Some("America/New_York")),
+            ("UTC", Some("UTC")),
+            ("Etc/UTC", Some("Etc/UTC")),
+            ("Etc/GMT+5", Some("Etc/GMT+5")),
+            ("US/Eastern", Some("US/Eastern")),
+            ("+05:30", None),
+            ("-0800", None),
+            ("+02", None),
+            ("", None),
+            ("Local", None),
+            ("Europe/Atlantis", None),
+            ("europe/berlin", None),
+            ("+25:00", None),
+            ("+5:30", None),
+        ];
+        for (name, iana) in cases {
+            let ok = matches!(name, "+05:30" | "-0800" | "+02") || iana.is_some();
+            match resolve_time_zone(name) {
+                Ok(tz) => {
+                    assert!(ok, "{name:?} accepted");
+                    assert_eq!(tz.iana_name(), iana, "{name:?}");
+                }
+                Err(e) => assert!(!ok, "{name:?} refused: {e}"),
+            }
+        }
+        let fixed = resolve_time_zone("+05:30")
+            .ok()
+            .and_then(|tz| tz.to_fixed_offset().ok())
+            .map(|o| o.seconds());
+        assert_eq!(fixed, Some(5 * 3600 + 1800));
+        let tz = json!({"spec": {"timeZone": "Europe/Berlin"}});
+        create("cronjobs", merge(cronjob(), tz));
     }
 
     #[test]

@@ -9,7 +9,8 @@ use super::runtime::{
     controlled_by, controller_owner_key, key_of, split_key, Action, Cache, Change, Ctx, ReconcileError,
     Reconciler,
 };
-use super::{now, to_json, typed};
+use super::{to_json, typed};
+use crate::clock::SharedClock;
 use crate::store::objects::resource_version;
 use crate::store::types::Op;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -21,7 +22,10 @@ use std::time::Duration;
 const RESOURCE: &str = "cronjobs.batch";
 const JOBS: &str = "jobs.batch";
 
-pub struct CronJobController;
+pub struct CronJobController {
+    /// Tests move this clock to reach scheduled times at once.
+    pub clock: SharedClock,
+}
 
 fn finished(job: &Job) -> bool {
     job.status
@@ -67,7 +71,7 @@ impl Reconciler for CronJobController {
             .filter_map(|j| serde_json::from_value((**j).clone()).ok())
             .collect();
         let (done, active): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(finished);
-        let now = now();
+        let now = self.clock.now();
         let p = plan(&cj, &active, &done, now);
         for name in p.delete_active.iter().chain(p.delete_history.iter()) {
             match ctx.writer.delete(JOBS, ns, name, None).await {
@@ -105,9 +109,7 @@ impl Reconciler for CronJobController {
             tracing::debug!(cronjob = key, reason = %reason, "scheduled run skipped");
         }
         Ok(match p.next_run {
-            Some(t) => Action::Requeue(Duration::from_secs(
-                (t.as_second() - now.as_second()).max(1) as u64
-            )),
+            Some(t) => Action::Requeue(self.clock.until(t)),
             None => Action::AwaitChange,
         })
     }

@@ -16,7 +16,9 @@ pub mod replicaset;
 pub mod runtime;
 pub mod scheduler;
 
+use crate::clock::SharedClock;
 use crate::replica::Replica;
+use rk_controllers::job::JobBackoff;
 use runtime::{run_controller, Ctx, Informer, Writer};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -117,8 +119,17 @@ pub async fn record_event(
     }
 }
 
+/// What the controllers are configured with beyond the store.
+#[derive(Clone)]
+pub struct Settings {
+    /// The clock of the CronJob and Job controllers (see [`crate::clock`]).
+    pub clock: SharedClock,
+    /// The Job controller's delay before replacing a failed pod.
+    pub job_backoff: JobBackoff,
+}
+
 /// Runs the controllers whenever this replica leads, until `shutdown`.
-pub async fn run_while_leader(replica: Arc<Replica>, shutdown: CancellationToken) {
+pub async fn run_while_leader(replica: Arc<Replica>, shutdown: CancellationToken, settings: Settings) {
     let mut metrics = replica.raft.metrics();
     loop {
         // Wait to become leader.
@@ -143,7 +154,7 @@ pub async fn run_while_leader(replica: Arc<Replica>, shutdown: CancellationToken
             "leading: starting the scheduler and controllers"
         );
         let term = shutdown.child_token();
-        let tasks = start(replica.clone(), term.clone(), shutdown.clone());
+        let tasks = start(replica.clone(), term.clone(), shutdown.clone(), &settings);
         // Run until leadership is lost or we shut down.
         loop {
             let leads = metrics.borrow().current_leader == Some(replica.id);
@@ -185,6 +196,7 @@ fn start(
     replica: Arc<Replica>,
     term: CancellationToken,
     shutdown: CancellationToken,
+    settings: &Settings,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let informer = Arc::new(Informer::new(replica.store.clone(), WATCHED));
     let live = replica.store.subscribe();
@@ -210,8 +222,15 @@ fn start(
         &informer,
         &term,
     ));
-    tasks.push(spawn(job::JobController, &ctx, &informer, &term));
-    tasks.push(spawn(cronjob::CronJobController, &ctx, &informer, &term));
+    let jobs = job::JobController {
+        clock: settings.clock.clone(),
+        backoff: settings.job_backoff,
+    };
+    tasks.push(spawn(jobs, &ctx, &informer, &term));
+    let cronjobs = cronjob::CronJobController {
+        clock: settings.clock.clone(),
+    };
+    tasks.push(spawn(cronjobs, &ctx, &informer, &term));
     tasks.push(spawn(nodelifecycle::NodeLifecycle, &ctx, &informer, &term));
     let gc = gc::GarbageCollector {
         store: replica.store.clone(),

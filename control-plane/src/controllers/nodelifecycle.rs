@@ -138,10 +138,13 @@ impl Reconciler for NodeLifecycle {
         };
         let mut next: Option<i64> = None;
         for pod in ctx.cache.list("pods", None) {
-            // A finished Pod runs nothing, and its record is what a Job
-            // counts its completions from: evicting it would lose one.
+            // A finished Pod runs nothing, so there is nothing to evict; a
+            // Pod already force-deleted waits only for its finalizers'
+            // owners (a Job counting it), not for this node.
             let finished = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
-            if pod["spec"]["nodeName"] != key || finished {
+            let force_deleted = !pod["metadata"]["deletionTimestamp"].is_null()
+                && pod["metadata"]["deletionGracePeriodSeconds"].as_i64() == Some(0);
+            if pod["spec"]["nodeName"] != key || finished || force_deleted {
                 continue;
             }
             // A Pod already terminating waits for its node agent to confirm;

@@ -21,6 +21,10 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
+/// How long a reconcile waits for the cache to apply its controller's
+/// last write.
+const CACHE_WAIT: Duration = Duration::from_secs(2);
+
 /// What to do with a key after reconciling it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -76,13 +80,40 @@ pub fn split_key(key: &str) -> (&str, &str) {
 
 /// An in-memory copy of the objects of the watched resources, current as
 /// of `revision`.
-#[derive(Default)]
 pub struct Cache {
     objects: RwLock<HashMap<String, BTreeMap<String, Arc<Value>>>>,
     revision: std::sync::atomic::AtomicU64,
+    /// The same revision, for waiting on.
+    applied: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache {
+            objects: RwLock::default(),
+            revision: std::sync::atomic::AtomicU64::new(0),
+            applied: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl Cache {
+    fn set_revision(&self, rev: u64) {
+        self.revision.store(rev, std::sync::atomic::Ordering::Release);
+        self.applied.send_replace(rev);
+    }
+
+    /// Waits (at most `limit`) until the cache has applied `revision`: a
+    /// controller's next reconcile must see its own last writes, or it
+    /// would act twice (two Pods for one missing replica) or decide on
+    /// counts it has already changed.
+    pub async fn caught_up(&self, revision: u64, limit: Duration) -> bool {
+        let mut rx = self.applied.subscribe();
+        tokio::time::timeout(limit, rx.wait_for(|r| *r >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     pub fn get(&self, resource: &str, key: &str) -> Option<Arc<Value>> {
         let map = self.objects.read().ok()?;
         map.get(resource)?.get(key).cloned()
@@ -181,9 +212,7 @@ impl Informer {
             self.cache.replace(r, items);
             rev = rev.max(at);
         }
-        self.cache
-            .revision
-            .store(rev, std::sync::atomic::Ordering::Release);
+        self.cache.set_revision(rev);
         Ok(rev)
     }
 
@@ -217,9 +246,7 @@ impl Informer {
                             });
                         }
                         last = r.revision;
-                        self.cache
-                            .revision
-                            .store(last, std::sync::atomic::Ordering::Release);
+                        self.cache.set_revision(last);
                     }
                     if batch.revisions.last().is_some_and(|r| r.revision > last) {
                         last = self.resync(&cancel).await;
@@ -265,12 +292,15 @@ impl Informer {
 /// only while this replica leads.
 pub struct Writer {
     api: ApiSvc,
+    /// The revision of the newest write this writer committed.
+    last_write: std::sync::atomic::AtomicU64,
 }
 
 impl Writer {
     pub fn new(replica: Arc<Replica>, shutdown: CancellationToken) -> Self {
         Writer {
             api: ApiSvc { replica, shutdown },
+            last_write: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -376,7 +406,14 @@ impl Writer {
                 ops,
             }))
             .await?;
+        self.last_write
+            .fetch_max(applied.revision, std::sync::atomic::Ordering::AcqRel);
         Ok(applied.objects)
+    }
+
+    /// The revision of the newest write committed through this writer.
+    pub fn last_write(&self) -> u64 {
+        self.last_write.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Validates a new object into an op for [`Writer::txn`].
@@ -493,6 +530,15 @@ pub async fn run_controller<R: Reconciler>(
             k = rx.recv() => match k { Some(k) => k, None => break },
         };
         queue.taken(&key);
+        // Read your writes. The wait is bounded: the informer may be
+        // relisting, and a stale decision is still caught by the
+        // writes' preconditions.
+        if !ctx.cache.caught_up(ctx.writer.last_write(), CACHE_WAIT).await {
+            tracing::debug!(
+                controller = reconciler.name(),
+                "cache behind the last write; reconciling anyway"
+            );
+        }
         let result = reconciler.reconcile(&key, &ctx).await;
         let requeue = match result {
             Ok(Action::AwaitChange) => {

@@ -3,30 +3,75 @@
 //! precondition is that the Pod is still as the scheduler saw it (so
 //! still unbound). Pods that fit nowhere get PodScheduled=False with the
 //! filters' reasons and a FailedScheduling Event, and are retried when
-//! nodes or pods change.
+//! nodes change or a pod leaves a node.
+//!
+//! The scheduler works in passes rather than one Pod per reconcile: its
+//! single key, [`PENDING`], stands for "every pending Pod", so a burst of
+//! new Pods coalesces into one pass. A pass brings the node snapshot up to
+//! date with the cache (only what changed since the last pass is decoded),
+//! decides every pending Pod in turn against that snapshot, counting each
+//! decision in it before the next (as kube-scheduler "assumes" a Pod), and
+//! then commits all the bindings at once, many in flight, so the store
+//! batches them into few Raft entries. The next pass starts only after the
+//! cache has applied those bindings (the runtime waits for a controller's
+//! last write), so the snapshot never forgets a binding.
 
 use super::runtime::{key_of, Action, Cache, Change, Ctx, ReconcileError, Reconciler};
-use super::{record_event, set_condition, typed};
-use crate::store::objects::resource_version;
-use crate::store::types::Op;
+use super::{record_event, set_condition};
+use crate::store::objects::{meta_str, resource_version};
+use crate::store::types::{EventKind, Op};
+use futures::stream::{self, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use rk_controllers::scheduler::{default_nodes_to_score, schedule, NodeInfo, ScheduleContext};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const SCHEDULER_NAME: &str = "default-scheduler";
+/// The scheduler's one work-queue key: all pending Pods.
+const PENDING: &str = "pending";
+/// Bindings in flight at once at the end of a pass.
+const BINDINGS_IN_FLIGHT: usize = 512;
+/// Pods decided per pass, so a huge backlog still commits in steps.
+const MAX_PODS_PER_PASS: usize = 20_000;
 
 #[derive(Default)]
 pub struct Scheduler {
-    ties: AtomicU64,
-    start: AtomicUsize,
-    /// Bindings this scheduler committed that the cache may not show yet
-    /// (pod key → (node, pod, revision of the binding)). Counting them
-    /// keeps a burst of decisions from overcommitting a node.
-    assumed: Mutex<HashMap<String, (String, Pod, u64)>>,
+    state: Mutex<Snapshot>,
+    /// Bumped whenever room may have appeared (a node changed, a Pod left a
+    /// node): Pods found unschedulable before are tried again.
+    epoch: AtomicU64,
+}
+
+/// The scheduler's view of the cluster, kept between passes.
+#[derive(Default)]
+struct Snapshot {
+    /// Every node, sorted by name (the decision function's input).
+    nodes: Vec<NodeInfo>,
+    node_index: HashMap<String, usize>,
+    /// Node name → [`node_fingerprint`] as last seen.
+    node_versions: HashMap<String, String>,
+    /// Pod key → what the snapshot holds for it.
+    pods: HashMap<String, PodEntry>,
+    /// Pods that fit nowhere, with the epoch of the attempt.
+    unschedulable: HashMap<String, u64>,
+    /// The pass number, for sweeping deleted Pods.
+    pass: u64,
+    /// Ties among equally good nodes are broken by this counter.
+    ties: u64,
+    /// Where the next filter pass starts (kube-scheduler's rotation).
+    start_index: usize,
+}
+
+struct PodEntry {
+    /// The resourceVersion this entry reflects ("" while a binding this
+    /// scheduler sent is not yet seen in the cache).
+    version: String,
+    /// The node whose aggregates count this Pod, if any.
+    node: Option<String>,
+    seen_in_pass: u64,
 }
 
 fn wants_scheduling(pod: &Value) -> bool {
@@ -34,59 +79,287 @@ fn wants_scheduling(pod: &Value) -> bool {
     let node = spec["nodeName"].as_str().unwrap_or("");
     let scheduler = spec["schedulerName"].as_str().unwrap_or(SCHEDULER_NAME);
     let phase = pod["status"]["phase"].as_str().unwrap_or("Pending");
+    // Gated Pods wait outside the queue (Kubernetes' schedulingGates).
+    let gated = spec["schedulingGates"].as_array().is_some_and(|g| !g.is_empty());
     node.is_empty()
         && scheduler == SCHEDULER_NAME
+        && !gated
         && pod["metadata"]["deletionTimestamp"].is_null()
         && phase != "Succeeded"
         && phase != "Failed"
 }
 
-fn pending_keys(cache: &Cache) -> Vec<String> {
-    cache
-        .list("pods", None)
-        .iter()
-        .filter(|p| wants_scheduling(p))
-        .map(|p| key_of(p))
-        .collect()
+/// What of a Node matters to scheduling: labels, spec (taints,
+/// unschedulable), allocatable and readiness. Heartbeats change none of
+/// it, so they cost no pass and no retry of unschedulable Pods.
+fn node_fingerprint(node: &Value) -> String {
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .map(|c| c["status"].clone())
+        .unwrap_or(Value::Null);
+    json!([
+        node["metadata"]["labels"],
+        node["spec"],
+        node["status"]["allocatable"],
+        ready
+    ])
+    .to_string()
 }
 
-impl Scheduler {
-    /// A NodeInfo per node, with the pods bound to it (from the cache plus
-    /// bindings the cache has not caught up with).
-    fn snapshot(&self, cache: &Cache) -> Vec<NodeInfo> {
-        let mut by_node: HashMap<String, Vec<Pod>> = HashMap::new();
-        let revision = cache.revision();
-        let mut assumed = match self.assumed.lock() {
-            Ok(a) => a,
-            Err(p) => p.into_inner(),
-        };
-        assumed.retain(|_, (_, _, rev)| *rev > revision);
-        for p in cache.list("pods", None) {
-            let node = p["spec"]["nodeName"].as_str().unwrap_or("");
-            let phase = p["status"]["phase"].as_str().unwrap_or("");
-            if node.is_empty() || phase == "Succeeded" || phase == "Failed" {
-                continue;
-            }
-            if let Ok(pod) = serde_json::from_value::<Pod>((*p).clone()) {
-                by_node.entry(node.to_string()).or_default().push(pod);
-            }
-        }
-        for (node, pod, _) in assumed.values() {
-            by_node.entry(node.clone()).or_default().push(pod.clone());
-        }
+/// The node whose resources a Pod holds: bound and not finished.
+fn holding_node(pod: &Value) -> Option<&str> {
+    let node = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty())?;
+    let phase = pod["status"]["phase"].as_str().unwrap_or("");
+    (phase != "Succeeded" && phase != "Failed").then_some(node)
+}
+
+impl Snapshot {
+    fn rebuild_nodes(&mut self, cache: &Cache) {
         let mut nodes: Vec<NodeInfo> = cache
             .list("nodes", None)
             .iter()
             .filter_map(|n| serde_json::from_value::<Node>((**n).clone()).ok())
-            .map(|n| {
-                let name = n.metadata.name.clone().unwrap_or_default();
-                let pods = by_node.remove(&name).unwrap_or_default();
-                NodeInfo::new(n, pods)
-            })
+            .map(|n| NodeInfo::new(n, Vec::new()))
             .collect();
         nodes.sort_by(|a, b| a.name().cmp(b.name()));
-        nodes
+        self.node_index = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name().to_string(), i))
+            .collect();
+        self.node_versions = cache
+            .list("nodes", None)
+            .iter()
+            .map(|n| (meta_str(n, "name").to_string(), node_fingerprint(n)))
+            .collect();
+        self.nodes = nodes;
+        // Every Pod is counted again on the new nodes.
+        self.pods.clear();
     }
+
+    /// Brings the nodes up to date; returns whether anything changed.
+    fn refresh_nodes(&mut self, cache: &Cache) -> bool {
+        let cached = cache.list("nodes", None);
+        let membership_changed = cached.len() != self.nodes.len()
+            || cached
+                .iter()
+                .any(|n| !self.node_index.contains_key(meta_str(n, "name")));
+        if membership_changed {
+            self.rebuild_nodes(cache);
+            return true;
+        }
+        let mut changed = false;
+        for n in cached {
+            let name = meta_str(&n, "name");
+            let rv = node_fingerprint(&n);
+            if self.node_versions.get(name).is_some_and(|v| *v == rv) {
+                continue;
+            }
+            if let (Some(&i), Ok(node)) = (
+                self.node_index.get(name),
+                serde_json::from_value::<Node>((*n).clone()),
+            ) {
+                self.nodes[i].set_node(node);
+            }
+            self.node_versions.insert(name.to_string(), rv);
+            changed = true;
+        }
+        changed
+    }
+
+    fn uncount(&mut self, key: &str) {
+        if let Some(PodEntry { node: Some(node), .. }) = self.pods.get(key) {
+            if let Some(&i) = self.node_index.get(node) {
+                let (ns, name) = super::runtime::split_key(key);
+                self.nodes[i].remove_pod(ns, name);
+            }
+        }
+    }
+
+    fn count(&mut self, node: &str, pod: Pod) -> Option<String> {
+        let &i = self.node_index.get(node)?;
+        self.nodes[i].add_pod(pod);
+        Some(node.to_string())
+    }
+
+    /// Brings the Pods' aggregates up to date and returns the pending Pods
+    /// (oldest first). Returns whether a Pod left a node.
+    fn refresh_pods(&mut self, cache: &Cache) -> (Vec<Arc<Value>>, bool) {
+        self.pass += 1;
+        let pass = self.pass;
+        let mut pending = Vec::new();
+        let mut freed = false;
+        for p in cache.list("pods", None) {
+            let key = key_of(&p);
+            if wants_scheduling(&p) {
+                pending.push(p.clone());
+            }
+            let rv = meta_str(&p, "resourceVersion");
+            if let Some(e) = self.pods.get_mut(&key) {
+                e.seen_in_pass = pass;
+                if e.version == rv {
+                    continue;
+                }
+            }
+            let holds = holding_node(&p).map(str::to_string);
+            let before = self.pods.get(&key).and_then(|e| e.node.clone());
+            if before.is_some() && before != holds {
+                freed = true;
+            }
+            self.uncount(&key);
+            let node = match &holds {
+                Some(n) => serde_json::from_value::<Pod>((*p).clone())
+                    .ok()
+                    .and_then(|pod| self.count(n, pod)),
+                None => None,
+            };
+            self.pods.insert(
+                key,
+                PodEntry {
+                    version: rv.to_string(),
+                    node,
+                    seen_in_pass: pass,
+                },
+            );
+        }
+        // Pods gone from the cache leave their nodes.
+        let gone: Vec<String> = self
+            .pods
+            .iter()
+            .filter(|(_, e)| e.seen_in_pass != pass)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in gone {
+            if self.pods.get(&key).is_some_and(|e| e.node.is_some()) {
+                freed = true;
+            }
+            self.uncount(&key);
+            self.pods.remove(&key);
+            self.unschedulable.remove(&key);
+        }
+        pending.sort_by(|a, b| {
+            let created = |p: &Value| {
+                p["metadata"]["creationTimestamp"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            };
+            created(a)
+                .cmp(&created(b))
+                .then_with(|| key_of(a).cmp(&key_of(b)))
+        });
+        (pending, freed)
+    }
+}
+
+/// One Pod's outcome in a pass.
+enum Decision {
+    Bind { pod: Arc<Value>, node: String },
+    Unschedulable { pod: Arc<Value>, message: String },
+}
+
+impl Scheduler {
+    /// Decides every pending Pod against the snapshot, counting each
+    /// binding in it before deciding the next.
+    fn decide(&self, cache: &Cache) -> Vec<Decision> {
+        let mut snap = match self.state.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        let nodes_changed = snap.refresh_nodes(cache);
+        let (pending, freed) = snap.refresh_pods(cache);
+        if nodes_changed || freed {
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let mut out = Vec::new();
+        for obj in pending.into_iter().take(MAX_PODS_PER_PASS) {
+            let key = key_of(&obj);
+            if snap.unschedulable.get(&key) == Some(&epoch) {
+                continue;
+            }
+            let Ok(pod) = serde_json::from_value::<Pod>((*obj).clone()) else {
+                continue;
+            };
+            let sctx = ScheduleContext {
+                seed: snap.ties,
+                max_nodes_to_score: default_nodes_to_score(snap.nodes.len()),
+                start_index: snap.start_index,
+                ..Default::default()
+            };
+            snap.ties = snap.ties.wrapping_add(1);
+            match schedule(&pod, &snap.nodes, &sctx) {
+                Ok(decision) => {
+                    snap.start_index = decision.next_start_index;
+                    snap.unschedulable.remove(&key);
+                    let mut bound = pod;
+                    if let Some(spec) = bound.spec.as_mut() {
+                        spec.node_name = Some(decision.node.clone());
+                    }
+                    // Counted now; the entry's empty version makes the
+                    // next pass recount it from the cache, bound or not.
+                    snap.uncount(&key);
+                    let node = snap.count(&decision.node, bound);
+                    let pass = snap.pass;
+                    snap.pods.insert(
+                        key,
+                        PodEntry {
+                            version: String::new(),
+                            node,
+                            seen_in_pass: pass,
+                        },
+                    );
+                    out.push(Decision::Bind {
+                        pod: obj,
+                        node: decision.node,
+                    });
+                }
+                Err(unschedulable) => {
+                    snap.unschedulable.insert(key, epoch);
+                    out.push(Decision::Unschedulable {
+                        pod: obj,
+                        message: unschedulable.message,
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+async fn bind(ctx: &Ctx, obj: &Value, node: &str) -> Result<(), ReconcileError> {
+    // The precondition: the pod is exactly as seen, so still unbound; a
+    // concurrent change fails it.
+    let expected_rv = resource_version(obj)
+        .ok_or_else(|| ReconcileError::Other(format!("pod {} has no resourceVersion", key_of(obj))))?;
+    ctx.writer
+        .txn(vec![Op::Bind {
+            namespace: meta_str(obj, "namespace").to_string(),
+            name: meta_str(obj, "name").to_string(),
+            expected_rv,
+            node: node.to_string(),
+        }])
+        .await?;
+    tracing::debug!(pod = %key_of(obj), node, "scheduled");
+    Ok(())
+}
+
+async fn report_unschedulable(ctx: &Ctx, obj: &Value, message: &str) -> Result<(), ReconcileError> {
+    let mut status = obj.clone();
+    if set_condition(&mut status, "PodScheduled", "False", "Unschedulable", message) {
+        ctx.writer.update_status("pods", &status).await?;
+        record_event(
+            &ctx.writer,
+            obj,
+            "Warning",
+            "FailedScheduling",
+            message,
+            SCHEDULER_NAME,
+        )
+        .await;
+    }
+    Ok(())
 }
 
 impl Reconciler for Scheduler {
@@ -94,90 +367,125 @@ impl Reconciler for Scheduler {
         "scheduler"
     }
 
-    fn keys_for(&self, change: &Change, cache: &Cache) -> Vec<String> {
-        match change.resource.as_str() {
-            "pods" if wants_scheduling(&change.object) => vec![key_of(&change.object)],
-            // A pod leaving a node frees room: pending pods may fit now.
-            "pods" if change.kind == crate::store::types::EventKind::Deleted => pending_keys(cache),
-            "nodes" => pending_keys(cache),
-            _ => vec![],
+    fn keys_for(&self, change: &Change, _cache: &Cache) -> Vec<String> {
+        let relevant = match change.resource.as_str() {
+            "pods" => {
+                wants_scheduling(&change.object)
+                    // A pod leaving a node frees room: pending pods may fit now.
+                    || change.kind == EventKind::Deleted
+                    || change.prev.as_deref().and_then(holding_node).is_some()
+                        && holding_node(&change.object).is_none()
+            }
+            "nodes" => {
+                change.kind != EventKind::Modified
+                    || change.prev.as_deref().map(node_fingerprint) != Some(node_fingerprint(&change.object))
+            }
+            _ => false,
+        };
+        if relevant {
+            vec![PENDING.to_string()]
+        } else {
+            vec![]
         }
     }
 
-    fn all_keys(&self, cache: &Cache) -> Vec<String> {
-        pending_keys(cache)
+    fn all_keys(&self, _cache: &Cache) -> Vec<String> {
+        vec![PENDING.to_string()]
     }
 
-    async fn reconcile(&self, key: &str, ctx: &Ctx) -> Result<Action, ReconcileError> {
-        let Some(obj) = ctx.cache.get("pods", key) else {
-            return Ok(Action::AwaitChange);
-        };
-        if !wants_scheduling(&obj) {
+    async fn reconcile(&self, _key: &str, ctx: &Ctx) -> Result<Action, ReconcileError> {
+        let decisions = self.decide(&ctx.cache);
+        if decisions.is_empty() {
             return Ok(Action::AwaitChange);
         }
-        if self.assumed.lock().map(|a| a.contains_key(key)).unwrap_or(false) {
-            return Ok(Action::AwaitChange);
-        }
-        let pod: Pod = typed(&obj)?;
-        let nodes = self.snapshot(&ctx.cache);
-        let sctx = ScheduleContext {
-            seed: self.ties.fetch_add(1, Ordering::Relaxed),
-            max_nodes_to_score: default_nodes_to_score(nodes.len()),
-            start_index: self.start.load(Ordering::Relaxed),
-            ..Default::default()
-        };
-        match schedule(&pod, &nodes, &sctx) {
-            Ok(decision) => {
-                self.start.store(decision.next_start_index, Ordering::Relaxed);
-                let mut bound = (*obj).clone();
-                bound["spec"]["nodeName"] = json!(decision.node);
-                let mut status = bound.clone();
-                set_condition(&mut status, "PodScheduled", "True", "", "");
-                // The binding's precondition: the pod is exactly as seen,
-                // so still unbound; a concurrent change fails it.
-                let mut bind = ctx.writer.update_op("pods", &bound, false)?;
-                if let Op::Update { expected_rv, .. } = &mut bind {
-                    *expected_rv = resource_version(&obj);
+        let results: Vec<Result<(), ReconcileError>> = stream::iter(decisions)
+            .map(|d| async move {
+                match d {
+                    Decision::Bind { pod, node } => bind(ctx, &pod, &node).await,
+                    Decision::Unschedulable { pod, message } => {
+                        report_unschedulable(ctx, &pod, &message).await
+                    }
                 }
-                let mut status_op = ctx.writer.update_op("pods", &status, true)?;
-                if let Op::Update { expected_rv, .. } = &mut status_op {
-                    *expected_rv = None;
+            })
+            .buffer_unordered(BINDINGS_IN_FLIGHT)
+            .collect()
+            .await;
+        // A binding that failed (the pod changed, leadership moved) is
+        // retried by the next pass, which recounts that pod from the cache.
+        let mut failed = 0usize;
+        for r in results {
+            match r {
+                Ok(()) => {}
+                Err(ReconcileError::Api(e)) if e.reason == rk_api::Reason::Conflict => failed += 1,
+                Err(e) => {
+                    failed += 1;
+                    tracing::debug!(error = %e, "a scheduling write failed; the next pass retries");
                 }
-                let written = ctx.writer.txn(vec![bind, status_op]).await?;
-                let rev = written.first().and_then(resource_version).unwrap_or(u64::MAX);
-                let mut assumed_pod = pod;
-                if let Some(spec) = assumed_pod.spec.as_mut() {
-                    spec.node_name = Some(decision.node.clone());
-                }
-                if let Ok(mut a) = self.assumed.lock() {
-                    a.insert(key.to_string(), (decision.node.clone(), assumed_pod, rev));
-                }
-                tracing::debug!(pod = key, node = %decision.node, "scheduled");
-                Ok(Action::AwaitChange)
-            }
-            Err(unschedulable) => {
-                let mut status = (*obj).clone();
-                if set_condition(
-                    &mut status,
-                    "PodScheduled",
-                    "False",
-                    "Unschedulable",
-                    &unschedulable.message,
-                ) {
-                    ctx.writer.update_status("pods", &status).await?;
-                    record_event(
-                        &ctx.writer,
-                        &obj,
-                        "Warning",
-                        "FailedScheduling",
-                        &unschedulable.message,
-                        SCHEDULER_NAME,
-                    )
-                    .await;
-                }
-                // Node and pod changes requeue it; the timer is a backstop.
-                Ok(Action::Requeue(Duration::from_secs(30)))
             }
         }
+        let unschedulable = self
+            .state
+            .lock()
+            .map(|s| !s.unschedulable.is_empty())
+            .unwrap_or(false);
+        if failed > 0 {
+            return Ok(Action::Requeue(Duration::from_millis(50)));
+        }
+        // Node and pod changes requeue unschedulable pods; the timer is a
+        // backstop.
+        Ok(if unschedulable {
+            Action::Requeue(Duration::from_secs(30))
+        } else {
+            Action::AwaitChange
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_pods_the_scheduler_takes() {
+        let pod = |spec: Value, status: Value, meta: Value| json!({"metadata": meta, "spec": spec, "status": status});
+        let m = json!({"name": "p", "namespace": "d"});
+        assert!(wants_scheduling(&pod(json!({}), json!({}), m.clone())));
+        assert!(!wants_scheduling(&pod(
+            json!({"nodeName": "n1"}),
+            json!({}),
+            m.clone()
+        )));
+        assert!(!wants_scheduling(&pod(
+            json!({"schedulerName": "other"}),
+            json!({}),
+            m.clone()
+        )));
+        assert!(!wants_scheduling(&pod(
+            json!({"schedulingGates": [{"name": "wait"}]}),
+            json!({}),
+            m.clone()
+        )));
+        assert!(!wants_scheduling(&pod(
+            json!({}),
+            json!({"phase": "Failed"}),
+            m.clone()
+        )));
+        assert!(!wants_scheduling(&pod(
+            json!({}),
+            json!({}),
+            json!({"name": "p", "deletionTimestamp": "2026-11-27T00:00:00Z"})
+        )));
+        assert_eq!(
+            holding_node(&pod(
+                json!({"nodeName": "n1"}),
+                json!({"phase": "Running"}),
+                m.clone()
+            )),
+            Some("n1")
+        );
+        assert_eq!(
+            holding_node(&pod(json!({"nodeName": "n1"}), json!({"phase": "Succeeded"}), m)),
+            None
+        );
     }
 }

@@ -116,6 +116,13 @@ fn set_meta(obj: &mut Value, field: &str, value: Value) {
     }
 }
 
+/// `deletionGracePeriodSeconds`, 0 when unset.
+fn deletion_grace(obj: &Value) -> i64 {
+    obj["metadata"]["deletionGracePeriodSeconds"]
+        .as_i64()
+        .unwrap_or(0)
+}
+
 fn finalizers(obj: &Value) -> Vec<String> {
     obj.get("metadata")
         .and_then(|m| m.get("finalizers"))
@@ -314,8 +321,13 @@ fn apply_op(
                 n
             };
             set_meta(&mut new, "resourceVersion", rv);
-            // The last finalizer removed from an object being deleted ends it.
-            if !meta_str(&new, "deletionTimestamp").is_empty() && blocking_finalizers(&new) == 0 {
+            // The last finalizer removed from an object being deleted ends
+            // it; a Pod also needs its node's zero-grace confirmation (or a
+            // forced delete), as in Kubernetes.
+            if !meta_str(&new, "deletionTimestamp").is_empty()
+                && blocking_finalizers(&new) == 0
+                && (resource != "pods" || deletion_grace(&new) == 0)
+            {
                 record(fx, key, EventKind::Deleted, resource, new.clone(), Some(old));
                 return Ok(Ok(new));
             }
@@ -384,8 +396,10 @@ fn apply_op(
                 return Ok(Ok(obj));
             }
             // Finalizers present: the object stays, marked, until the
-            // controllers that own the finalizers remove them.
-            if meta_str(&obj, "deletionTimestamp").is_empty() {
+            // controllers that own the finalizers remove them. A Pod here
+            // has had its zero-grace delete (its containers are gone, or
+            // its node is), so removing the last finalizer will end it.
+            if meta_str(&obj, "deletionTimestamp").is_empty() || deletion_grace(&obj) != 0 {
                 set_meta(&mut obj, "deletionTimestamp", json!(now));
                 set_meta(&mut obj, "deletionGracePeriodSeconds", json!(0));
             }
@@ -396,6 +410,11 @@ fn apply_op(
             }
             if !fins.is_empty() {
                 set_meta(&mut obj, "finalizers", json!(fins));
+            }
+            // Deleting again what is already marked changes nothing, and
+            // costs no revision.
+            if obj == old {
+                return Ok(Ok(obj));
             }
             set_meta(&mut obj, "resourceVersion", rv);
             record(fx, key, EventKind::Modified, resource, obj.clone(), Some(old));
@@ -421,6 +440,51 @@ fn apply_op(
                 }
             }
             Ok(Ok(Value::Null))
+        }
+        Op::Bind {
+            namespace,
+            name,
+            expected_rv,
+            node,
+        } => {
+            let key = object_key("pods", namespace, name);
+            let Some(old) = lookup(read, fx, &key)? else {
+                return Ok(Err(ApiError::not_found("pods", name)));
+            };
+            if resource_version(&old) != Some(*expected_rv) {
+                return Ok(Err(ApiError::conflict(
+                    "pods",
+                    name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                )));
+            }
+            if !old["spec"]["nodeName"].as_str().unwrap_or("").is_empty() {
+                return Ok(Err(ApiError::conflict(
+                    "pods",
+                    name,
+                    &format!(
+                        "pod {name} is already assigned to node {}",
+                        old["spec"]["nodeName"]
+                    ),
+                )));
+            }
+            let mut new = old.clone();
+            new["spec"]["nodeName"] = json!(node);
+            let condition = json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": now});
+            if !new["status"].is_object() {
+                new["status"] = json!({});
+            }
+            let conditions = &mut new["status"]["conditions"];
+            match conditions.as_array_mut() {
+                Some(list) => {
+                    list.retain(|c| c["type"] != "PodScheduled");
+                    list.push(condition);
+                }
+                None => *conditions = json!([condition]),
+            }
+            set_meta(&mut new, "resourceVersion", rv);
+            record(fx, key, EventKind::Modified, "pods", new.clone(), Some(old));
+            Ok(Ok(new))
         }
         Op::CheckAbsent {
             resource,
@@ -676,6 +740,106 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(fx.events[0].kind, EventKind::Deleted);
+    }
+
+    #[test]
+    fn a_terminating_pod_with_a_finalizer_ends_only_after_its_node_confirms_and_the_finalizer_goes() {
+        let mut w = world();
+        let pod = json!({"apiVersion":"v1","kind":"Pod",
+            "metadata":{"name":"p","namespace":"default","finalizers":["batch.kubernetes.io/job-tracking"]},
+            "spec":{"nodeName":"n1","terminationGracePeriodSeconds":10,"containers":[{"name":"c","image":"busybox"}]}});
+        let fx = apply_txn(
+            &w,
+            2,
+            &txn(vec![Op::Create {
+                resource: "pods".into(),
+                object: pod,
+            }]),
+        )
+        .unwrap()
+        .unwrap();
+        commit(&mut w, &fx);
+        let del = |grace: Option<i64>| Op::Delete {
+            resource: "pods".into(),
+            namespace: "default".into(),
+            name: "p".into(),
+            expected_rv: None,
+            expected_uid: None,
+            propagation: None,
+            grace_period_seconds: grace,
+        };
+        let release = |obj: &Value, rv: u64| {
+            let mut o = obj.clone();
+            o["metadata"]["finalizers"] = json!([]);
+            Op::Update {
+                resource: "pods".into(),
+                object: o,
+                expected_rv: Some(rv),
+                status: false,
+            }
+        };
+        // Graceful delete: marked for 10 s.
+        let fx = apply_txn(&w, 3, &txn(vec![del(None)])).unwrap().unwrap();
+        assert_eq!(fx.objects[0]["metadata"]["deletionGracePeriodSeconds"], 10);
+        commit(&mut w, &fx);
+        // Releasing the finalizer while the node still stops containers
+        // leaves the Pod in place.
+        let fx = apply_txn(&w, 4, &txn(vec![release(&fx.objects[0], 3)]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(fx.events[0].kind, EventKind::Modified);
+        // Finalizer kept, node confirms: still there, now at grace 0.
+        let fx = apply_txn(&w, 4, &txn(vec![del(Some(0))])).unwrap().unwrap();
+        assert_eq!(fx.events[0].kind, EventKind::Modified);
+        assert_eq!(fx.objects[0]["metadata"]["deletionGracePeriodSeconds"], 0);
+        assert_eq!(
+            meta_str(&fx.objects[0], "deletionTimestamp"),
+            "2026-11-27T00:00:00Z"
+        );
+        commit(&mut w, &fx);
+        // Then the finalizer's owner releases it, which ends the Pod.
+        let fx = apply_txn(&w, 5, &txn(vec![release(&fx.objects[0], 4)]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(fx.events[0].kind, EventKind::Deleted);
+    }
+
+    #[test]
+    fn bind_sets_the_node_once_and_only_on_the_version_seen() {
+        let mut w = world();
+        let pod = json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"default"},
+            "spec":{"containers":[{"name":"c","image":"busybox"}]},
+            "status":{"conditions":[{"type":"PodScheduled","status":"False","reason":"Unschedulable"}]}});
+        let fx = apply_txn(
+            &w,
+            2,
+            &txn(vec![Op::Create {
+                resource: "pods".into(),
+                object: pod,
+            }]),
+        )
+        .unwrap()
+        .unwrap();
+        commit(&mut w, &fx);
+        let bind = |rv: u64, node: &str| Op::Bind {
+            namespace: "default".into(),
+            name: "p".into(),
+            expected_rv: rv,
+            node: node.into(),
+        };
+        let err = apply_txn(&w, 3, &txn(vec![bind(1, "n1")])).unwrap().unwrap_err();
+        assert_eq!(err.reason, Reason::Conflict, "a stale version is refused");
+        let fx = apply_txn(&w, 3, &txn(vec![bind(2, "n1")])).unwrap().unwrap();
+        let bound = &fx.objects[0];
+        assert_eq!(bound["spec"]["nodeName"], "n1");
+        assert_eq!(
+            bound["status"]["conditions"],
+            json!([{"type":"PodScheduled","status":"True","lastTransitionTime":"2026-11-27T00:00:00Z"}])
+        );
+        assert_eq!(meta_str(bound, "resourceVersion"), "3");
+        commit(&mut w, &fx);
+        let err = apply_txn(&w, 4, &txn(vec![bind(3, "n2")])).unwrap().unwrap_err();
+        assert_eq!(err.reason, Reason::Conflict, "a bound pod is never rebound");
     }
 
     #[test]

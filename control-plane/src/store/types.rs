@@ -85,6 +85,16 @@ pub enum Op {
         namespace: String,
         name: String,
     },
+    /// The scheduler's binding (Kubernetes' `pods/binding`): sets an
+    /// unbound Pod's `spec.nodeName` and its PodScheduled condition in one
+    /// small op, without shipping and revalidating the whole object.
+    Bind {
+        namespace: String,
+        name: String,
+        /// The Pod as the scheduler saw it; any change since fails the op.
+        expected_rv: u64,
+        node: String,
+    },
 }
 
 /// What applying a command produced. Errors are values: a failed

@@ -11,25 +11,50 @@
 //! day-of-week fields are restricted a day matches if *either* does; when
 //! one of them is `*`, only the other one counts.
 //!
-//! Time zones: rk ships no time zone database, so a schedule can only be
-//! evaluated in UTC or at a fixed offset. [`parse_time_zone`] accepts the
-//! UTC aliases (`UTC`, `Etc/UTC`, `GMT`, ...), the fixed-offset IANA zones
-//! `Etc/GMT+N`/`Etc/GMT-N` (note the inverted sign: `Etc/GMT+5` is UTC-5)
-//! and literal offsets such as `+05:30`; any other zone (e.g.
-//! `Europe/Berlin`, whose offset changes with daylight saving) is an
-//! [`Error::UnsupportedTimeZone`].
+//! # Time zones and daylight saving time
+//!
+//! A schedule is read in the local civil time of its time zone
+//! ([`parse_time_zone`]: any IANA name, e.g. `Europe/Berlin`, from the
+//! tz database compiled into rk, or a fixed offset such as `+05:30`), so
+//! `0 9 * * *` in `Europe/Berlin` fires at 08:00 UTC in winter and 07:00
+//! UTC in summer. Where the zone's offset changes, some local times do
+//! not exist and others exist twice:
+//!
+//! * **Spring forward** (a gap, e.g. 02:00-02:59 on the last Sunday of
+//!   March in Berlin): a local time inside the gap never happens, so it does
+//!   not fire that day; `30 2 * * *` next fires at 02:30 the day after.
+//!   This is what Kubernetes does: its parser, robfig/cron v3, walks real
+//!   time and never meets the missing local hour (robfig/cron pull request
+//!   541, which would run such jobs right after the jump as ISC cron does,
+//!   was never merged).
+//! * **Fall back** (an overlap, e.g. 02:00-02:59 on the last Sunday of
+//!   October in Berlin happens first at +02:00, then again at +01:00): a
+//!   schedule that names a time of day, whose minute and hour fields both
+//!   start with something other than `*` (`30 2 * * *`, `0 1-3 * * *`,
+//!   `@daily`), fires once, at the first occurrence. Kubernetes fires such
+//!   a schedule at both occurrences (kubernetes/kubernetes issue 121594,
+//!   still open), which starts a nightly job twice; rk follows ISC
+//!   cron's rule instead. A periodic schedule, whose minute or hour field
+//!   starts with `*` (`*/5 * * * *`, `@hourly`), keeps its period in real
+//!   time and so fires in both passes, as in Kubernetes and ISC cron:
+//!   skipping the second pass would leave an hour without a run.
+//!
+//! Times are searched per stretch of constant offset between the zone's
+//! transitions, so a gap is simply never visited, and an overlap's second
+//! pass is recognised by the civil time mapping to two instants.
 
-use k8s_openapi::jiff::civil::date;
-use k8s_openapi::jiff::tz::Offset;
-use k8s_openapi::jiff::Timestamp;
+use jiff::civil::date;
+use jiff::tz::{AmbiguousOffset, Offset, TimeZone};
+use jiff::{SignedDuration, Timestamp};
 
 use crate::Error;
 
 /// How many years ahead (or back) a search looks before concluding that a
 /// schedule never fires (e.g. `0 0 30 2 *`).
-const SEARCH_YEARS: i16 = 5;
+const SEARCH_YEARS: i64 = 5;
+const SEARCH_SECONDS: i64 = SEARCH_YEARS * 366 * 86_400;
 
-/// A parsed schedule, evaluated at a fixed UTC offset.
+/// A parsed schedule, evaluated in a time zone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
     minutes: u64,
@@ -41,8 +66,12 @@ pub struct Schedule {
     days_star: bool,
     /// The day-of-week field is unrestricted.
     weekdays_star: bool,
-    /// Seconds east of UTC at which the fields are read.
-    offset_seconds: i32,
+    /// The minute or hour field starts with `*`: the schedule is periodic
+    /// rather than a time of day, and fires in both passes of a fall-back
+    /// overlap (see the module documentation).
+    periodic: bool,
+    /// The zone whose local civil time the fields are read in.
+    tz: TimeZone,
 }
 
 /// One field's bounds and names.
@@ -165,67 +194,14 @@ impl FieldSpec {
     }
 }
 
-/// The seconds east of UTC for a supported time zone (see the module
-/// documentation).
-pub fn parse_time_zone(tz: &str) -> Result<i32, Error> {
-    const UTC_ALIASES: &[&str] = &[
-        "UTC",
-        "Etc/UTC",
-        "Etc/UCT",
-        "UCT",
-        "Etc/Universal",
-        "Universal",
-        "Etc/Zulu",
-        "Zulu",
-        "GMT",
-        "Etc/GMT",
-        "Etc/GMT0",
-        "Etc/GMT+0",
-        "Etc/GMT-0",
-        "GMT0",
-        "GMT+0",
-        "GMT-0",
-        "Etc/Greenwich",
-        "Greenwich",
-    ];
-    let unsupported = || Error::UnsupportedTimeZone(tz.to_string());
-    if UTC_ALIASES.contains(&tz) {
-        return Ok(0);
-    }
-    if let Some(rest) = tz.strip_prefix("Etc/GMT") {
-        // POSIX-style sign: Etc/GMT+5 is five hours *behind* UTC.
-        let (sign, hours) = match rest.split_at_checked(1) {
-            Some(("+", h)) => (-1, h),
-            Some(("-", h)) => (1, h),
-            _ => return Err(unsupported()),
-        };
-        let hours: i32 = hours.parse().map_err(|_| unsupported())?;
-        let max = if sign < 0 { 12 } else { 14 };
-        if !(0..=max).contains(&hours) {
-            return Err(unsupported());
-        }
-        return Ok(sign * hours * 3600);
-    }
-    let (sign, rest) = match tz.split_at_checked(1) {
-        Some(("+", r)) => (1, r),
-        Some(("-", r)) => (-1, r),
-        _ => return Err(unsupported()),
-    };
-    let digits: String = rest.chars().filter(|c| *c != ':').collect();
-    if !digits.bytes().all(|b| b.is_ascii_digit()) || !matches!(digits.len(), 2 | 4) {
-        return Err(unsupported());
-    }
-    let (h, m) = digits.split_at(2);
-    let hours: i32 = h.parse().map_err(|_| unsupported())?;
-    let minutes: i32 = if m.is_empty() {
-        0
-    } else {
-        m.parse().map_err(|_| unsupported())?
-    };
-    if hours > 14 || minutes > 59 {
-        return Err(unsupported());
-    }
-    Ok(sign * (hours * 3600 + minutes * 60))
+/// The time zone `name` stands for: an IANA zone name or a fixed offset
+/// (see [`rk_api::validate::resolve_time_zone`], which the API server uses
+/// to validate `spec.timeZone`, so a stored CronJob names a known zone).
+pub fn parse_time_zone(name: &str) -> Result<TimeZone, Error> {
+    rk_api::validate::resolve_time_zone(name).map_err(|detail| Error::UnsupportedTimeZone {
+        zone: name.to_string(),
+        detail,
+    })
 }
 
 fn is_leap(y: i32) -> bool {
@@ -407,22 +383,25 @@ impl Schedule {
             weekdays: u8::try_from(weekdays).unwrap_or(0),
             days_star,
             weekdays_star,
-            offset_seconds: 0,
+            // ISC cron's test for a "wildcard" job.
+            periodic: minute.starts_with('*') || hour.starts_with('*'),
+            tz: TimeZone::UTC,
         })
     }
 
-    /// Parse `expr` and evaluate it in the optional time zone `tz`.
+    /// Parse `expr` and evaluate it in the time zone `tz`, or in UTC when
+    /// it is unset (as Kubernetes does, whatever the host's zone).
     pub fn parse_in(expr: &str, tz: Option<&str>) -> Result<Schedule, Error> {
-        let mut s = Schedule::parse(expr)?;
-        if let Some(tz) = tz {
-            s.offset_seconds = parse_time_zone(tz)?;
-        }
-        Ok(s)
+        let s = Schedule::parse(expr)?;
+        Ok(match tz {
+            Some(tz) => s.in_time_zone(parse_time_zone(tz)?),
+            None => s,
+        })
     }
 
-    /// The same schedule read at a different UTC offset (seconds east).
-    pub fn at_offset(mut self, offset_seconds: i32) -> Schedule {
-        self.offset_seconds = offset_seconds;
+    /// The same schedule read in the local time of `tz`.
+    pub fn in_time_zone(mut self, tz: TimeZone) -> Schedule {
+        self.tz = tz;
         self
     }
 
@@ -450,45 +429,132 @@ impl Schedule {
         }
     }
 
-    fn to_timestamp(&self, c: &Cursor) -> Option<Timestamp> {
-        let local = c.local_second()?;
-        Timestamp::from_second(local - i64::from(self.offset_seconds)).ok()
-    }
-
-    /// The first time strictly after `t` that the schedule fires, or `None`
-    /// if it does not fire within five years (e.g. `0 0 30 2 *`).
-    pub fn next_after(&self, t: Timestamp) -> Option<Timestamp> {
-        let local = t.as_second().checked_add(i64::from(self.offset_seconds))?;
-        let mut c = Cursor::from_local_minute(local.div_euclid(60) + 1)?;
-        let limit = c.y + i32::from(SEARCH_YEARS);
-        while c.y <= limit {
+    /// The first matching civil minute at or after `from` and before
+    /// `until`. Civil times are "local seconds": the local date and time
+    /// read as if it were UTC.
+    fn first_match(&self, from: i64, until: i64) -> Option<i64> {
+        let minute = from.div_euclid(60) + i64::from(from.rem_euclid(60) != 0);
+        let mut c = Cursor::from_local_minute(minute)?;
+        loop {
+            let here = c.local_second()?;
+            if here >= until {
+                return None;
+            }
             match self.mismatch(&c) {
                 Some(Mismatch::Month) => c.next_month(),
                 Some(Mismatch::Day) => c.next_day(),
                 Some(Mismatch::Hour) => c.next_hour(),
                 Some(Mismatch::Minute) => c.next_minute(),
-                None => return self.to_timestamp(&c),
+                None => return Some(here),
             }
         }
-        None
     }
 
-    /// The last time at or before `t` that the schedule fired, or `None` if
-    /// it did not fire in the five years before.
-    pub fn prev_at_or_before(&self, t: Timestamp) -> Option<Timestamp> {
-        let local = t.as_second().checked_add(i64::from(self.offset_seconds))?;
-        let mut c = Cursor::from_local_minute(local.div_euclid(60))?;
-        let limit = c.y - i32::from(SEARCH_YEARS);
-        while c.y >= limit {
+    /// The last matching civil minute at or before `from` and at or after
+    /// `floor` (local seconds, as in [`Self::first_match`]).
+    fn last_match(&self, from: i64, floor: i64) -> Option<i64> {
+        let mut c = Cursor::from_local_minute(from.div_euclid(60))?;
+        loop {
+            let here = c.local_second()?;
+            if here < floor {
+                return None;
+            }
             match self.mismatch(&c) {
                 Some(Mismatch::Month) => c.prev_month(),
                 Some(Mismatch::Day) => c.prev_day(),
                 Some(Mismatch::Hour) => c.prev_hour(),
                 Some(Mismatch::Minute) => c.prev_minute(),
-                None => return self.to_timestamp(&c),
+                None => return Some(here),
             }
         }
-        None
+    }
+
+    /// Whether the civil time `local`, reached at `offset`, is the second
+    /// occurrence of a time repeated when the clocks went back, which a
+    /// time-of-day schedule does not run again (see the module
+    /// documentation).
+    fn skips(&self, local: i64, offset: Offset) -> bool {
+        if self.periodic {
+            return false;
+        }
+        let Ok(ts) = Timestamp::from_second(local) else {
+            return false;
+        };
+        let civil = Offset::UTC.to_datetime(ts);
+        matches!(
+            self.tz.to_ambiguous_timestamp(civil).offset(),
+            AmbiguousOffset::Fold { after, .. } if after == offset
+        )
+    }
+
+    /// The first time strictly after `t` that the schedule fires, or `None`
+    /// if it does not fire within five years (e.g. `0 0 30 2 *`).
+    pub fn next_after(&self, t: Timestamp) -> Option<Timestamp> {
+        let limit = t.as_second().checked_add(SEARCH_SECONDS)?;
+        // Walk the stretches of constant offset between the zone's
+        // transitions; within one, civil time runs with real time.
+        let mut start = t;
+        let mut first = true;
+        loop {
+            let offset = self.tz.to_offset(start);
+            let o = i64::from(offset.seconds());
+            let end = self
+                .tz
+                .following(start)
+                .next()
+                .map(|tr| tr.timestamp().as_second())
+                .filter(|e| *e < limit)
+                .unwrap_or(limit);
+            let mut from = if first {
+                // The minute after the one `t` falls in.
+                ((start.as_second() + o).div_euclid(60) + 1) * 60
+            } else {
+                start.as_second() + o
+            };
+            while let Some(local) = self.first_match(from, end + o) {
+                if !self.skips(local, offset) {
+                    return Timestamp::from_second(local - o).ok();
+                }
+                from = local + 60;
+            }
+            if end >= limit {
+                return None;
+            }
+            start = Timestamp::from_second(end).ok()?;
+            first = false;
+        }
+    }
+
+    /// The last time at or before `t` that the schedule fired, or `None` if
+    /// it did not fire in the five years before.
+    pub fn prev_at_or_before(&self, t: Timestamp) -> Option<Timestamp> {
+        let floor = t.as_second().checked_sub(SEARCH_SECONDS)?;
+        let tick = SignedDuration::from_nanos(1);
+        let mut end = t;
+        loop {
+            let offset = self.tz.to_offset(end);
+            let o = i64::from(offset.seconds());
+            // The stretch holding `end` began at the last transition at or
+            // before it.
+            let start = self
+                .tz
+                .preceding(end.checked_add(tick).ok()?)
+                .next()
+                .map(|tr| tr.timestamp().as_second())
+                .filter(|s| *s > floor)
+                .unwrap_or(floor);
+            let mut from = end.as_second() + o;
+            while let Some(local) = self.last_match(from, start + o) {
+                if !self.skips(local, offset) {
+                    return Timestamp::from_second(local - o).ok();
+                }
+                from = local - 60;
+            }
+            if start <= floor {
+                return None;
+            }
+            end = Timestamp::from_second(start).ok()?.checked_sub(tick).ok()?;
+        }
     }
 }
 
@@ -661,45 +727,290 @@ mod tests {
         }
     }
 
+    fn sched_in(expr: &str, tz: &str) -> Schedule {
+        Schedule::parse_in(expr, Some(tz)).unwrap_or_else(|e| panic!("{expr} in {tz}: {e}"))
+    }
+
     #[test]
-    fn time_zones() {
+    fn time_zone_names() {
         let cases = [
-            ("UTC", Ok(0)),
-            ("Etc/UTC", Ok(0)),
-            ("GMT", Ok(0)),
-            ("Etc/GMT+5", Ok(-5 * 3600)),
-            ("Etc/GMT-14", Ok(14 * 3600)),
-            ("+05:30", Ok(5 * 3600 + 1800)),
-            ("-0800", Ok(-8 * 3600)),
-            ("+02", Ok(2 * 3600)),
-            ("Europe/Berlin", Err(())),
-            ("Etc/GMT+13", Err(())),
-            ("+25:00", Err(())),
-            ("", Err(())),
+            ("UTC", Some(0)),
+            ("Etc/UTC", Some(0)),
+            ("GMT", Some(0)),
+            ("Etc/GMT+5", Some(-5 * 3600)),
+            ("Etc/GMT-14", Some(14 * 3600)),
+            ("+05:30", Some(5 * 3600 + 1800)),
+            ("-0800", Some(-8 * 3600)),
+            ("+02", Some(2 * 3600)),
+            // Named zones: their offset in January 2024.
+            ("Europe/Berlin", Some(3600)),
+            ("America/New_York", Some(-5 * 3600)),
+            ("Asia/Kolkata", Some(5 * 3600 + 1800)),
+            ("Etc/GMT+13", None),
+            ("Mars/Olympus_Mons", None),
+            ("europe/berlin", None),
+            ("Local", None),
+            ("+25:00", None),
+            ("", None),
         ];
+        let winter = at("2024-01-15T12:00:00Z");
         for (tz, want) in cases {
-            assert_eq!(parse_time_zone(tz).map_err(|_| ()), want, "{tz}");
+            let got = parse_time_zone(tz).map(|z| z.to_offset(winter).seconds());
+            assert_eq!(got.as_ref().ok().copied(), want, "{tz}: {got:?}");
         }
-        let err = parse_time_zone("America/New_York")
-            .map(|_| ())
-            .map_err(|e| e.to_string());
-        assert!(err.is_err_and(|e| e.contains("no time zone database")));
-        // 09:00 at UTC+05:30 is 03:30 UTC.
-        let s = Schedule::parse_in("0 9 * * *", Some("+05:30")).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            s.next_after(at("2024-01-01T00:00:00Z"))
-                .map(|t| t.to_string())
-                .as_deref(),
-            Some("2024-01-01T03:30:00Z")
-        );
-        // Midnight at UTC-5 is 05:00 UTC, and the local date decides the day.
-        let s = Schedule::parse_in("0 0 1 * *", Some("Etc/GMT+5")).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            s.next_after(at("2024-01-01T04:00:00Z"))
-                .map(|t| t.to_string())
-                .as_deref(),
-            Some("2024-01-01T05:00:00Z")
-        );
+        match Schedule::parse_in("0 9 * * *", Some("Mars/Olympus_Mons")) {
+            Err(e) => assert!(e.to_string().contains("invalid spec.timeZone"), "{e}"),
+            Ok(s) => panic!("parsed as {s:?}"),
+        }
+    }
+
+    /// Firing times in named zones, across daylight saving transitions. In
+    /// 2024 Berlin springs forward at 01:00Z on 31 March (02:00 CET becomes
+    /// 03:00 CEST) and falls back at 01:00Z on 27 October (03:00 CEST
+    /// becomes 02:00 CET); New York springs forward at 07:00Z on 10 March
+    /// (02:00 EST becomes 03:00 EDT) and falls back at 06:00Z on 3 November
+    /// (02:00 EDT becomes 01:00 EST).
+    #[test]
+    fn next_times_in_time_zones() {
+        let cases: &[(&str, &str, &str, &[&str])] = &[
+            // 09:00 local is 08:00Z in winter and 07:00Z in summer.
+            (
+                "Europe/Berlin",
+                "0 9 * * *",
+                "2024-01-15T00:00:00Z",
+                &["2024-01-15T08:00:00Z", "2024-01-16T08:00:00Z"],
+            ),
+            (
+                "Europe/Berlin",
+                "0 9 * * *",
+                "2024-07-15T00:00:00Z",
+                &["2024-07-15T07:00:00Z"],
+            ),
+            (
+                "Europe/Berlin",
+                "0 9 * * *",
+                "2024-03-30T09:00:00Z",
+                &["2024-03-31T07:00:00Z", "2024-04-01T07:00:00Z"],
+            ),
+            (
+                "America/New_York",
+                "0 9 * * *",
+                "2024-01-15T00:00:00Z",
+                &["2024-01-15T14:00:00Z"],
+            ),
+            (
+                "America/New_York",
+                "0 9 * * *",
+                "2024-07-15T00:00:00Z",
+                &["2024-07-15T13:00:00Z"],
+            ),
+            // Spring forward: 02:30 does not exist on the day of the jump,
+            // so it does not run that day.
+            (
+                "Europe/Berlin",
+                "30 2 * * *",
+                "2024-03-30T00:00:00Z",
+                &["2024-03-30T01:30:00Z", "2024-04-01T00:30:00Z"],
+            ),
+            (
+                "America/New_York",
+                "30 2 * * *",
+                "2024-03-09T00:00:00Z",
+                &["2024-03-09T07:30:00Z", "2024-03-11T06:30:00Z"],
+            ),
+            // Fall back: a time of day in the repeated hour runs once, at
+            // its first occurrence (02:30 CEST, not again at 02:30 CET).
+            (
+                "Europe/Berlin",
+                "30 2 * * *",
+                "2024-10-26T00:00:00Z",
+                &[
+                    "2024-10-26T00:30:00Z",
+                    "2024-10-27T00:30:00Z",
+                    "2024-10-28T01:30:00Z",
+                ],
+            ),
+            (
+                "America/New_York",
+                "30 1 * * *",
+                "2024-11-02T00:00:00Z",
+                &[
+                    "2024-11-02T05:30:00Z",
+                    "2024-11-03T05:30:00Z",
+                    "2024-11-04T06:30:00Z",
+                ],
+            ),
+            (
+                "Europe/Berlin",
+                "0,30 2 * * *",
+                "2024-10-27T00:10:00Z",
+                &["2024-10-27T00:30:00Z", "2024-10-28T01:00:00Z"],
+            ),
+            // Already in the second pass: 02:45 happened in the first one.
+            (
+                "Europe/Berlin",
+                "45 2 * * *",
+                "2024-10-27T01:10:00Z",
+                &["2024-10-28T01:45:00Z"],
+            ),
+            // Periodic schedules keep their period in real time: every 30
+            // minutes through both passes of the repeated hour, and
+            // straight across the skipped one.
+            (
+                "Europe/Berlin",
+                "*/30 * * * *",
+                "2024-10-26T23:45:00Z",
+                &[
+                    "2024-10-27T00:00:00Z",
+                    "2024-10-27T00:30:00Z",
+                    "2024-10-27T01:00:00Z",
+                    "2024-10-27T01:30:00Z",
+                    "2024-10-27T02:00:00Z",
+                ],
+            ),
+            (
+                "Europe/Berlin",
+                "*/30 * * * *",
+                "2024-03-31T00:15:00Z",
+                &[
+                    "2024-03-31T00:30:00Z",
+                    "2024-03-31T01:00:00Z",
+                    "2024-03-31T01:30:00Z",
+                ],
+            ),
+            (
+                "America/New_York",
+                "@hourly",
+                "2024-11-03T04:30:00Z",
+                &[
+                    "2024-11-03T05:00:00Z",
+                    "2024-11-03T06:00:00Z",
+                    "2024-11-03T07:00:00Z",
+                ],
+            ),
+            // Midnight is untouched by these transitions; the local date
+            // decides the day.
+            (
+                "America/New_York",
+                "0 0 1 * *",
+                "2024-10-15T00:00:00Z",
+                &["2024-11-01T04:00:00Z", "2024-12-01T05:00:00Z"],
+            ),
+            (
+                "Asia/Kolkata",
+                "0 9 * * *",
+                "2024-01-01T00:00:00Z",
+                &["2024-01-01T03:30:00Z"],
+            ),
+            (
+                "+05:30",
+                "0 9 * * *",
+                "2024-01-01T00:00:00Z",
+                &["2024-01-01T03:30:00Z"],
+            ),
+            (
+                "Etc/GMT+5",
+                "0 0 1 * *",
+                "2024-01-01T04:00:00Z",
+                &["2024-01-01T05:00:00Z", "2024-02-01T05:00:00Z"],
+            ),
+            ("Europe/Berlin", "0 0 30 2 *", "2024-01-01T00:00:00Z", &[]),
+        ];
+        for (tz, expr, from, want) in cases {
+            let got = next_n(&sched_in(expr, tz), from, want.len().max(1));
+            assert_eq!(got, *want, "{expr} in {tz} after {from}");
+        }
+    }
+
+    #[test]
+    fn previous_times_in_time_zones() {
+        let cases = [
+            // Second pass of the repeated hour: the run was the first pass.
+            (
+                "Europe/Berlin",
+                "30 2 * * *",
+                "2024-10-27T01:40:00Z",
+                Some("2024-10-27T00:30:00Z"),
+            ),
+            (
+                "America/New_York",
+                "30 1 * * *",
+                "2024-11-03T06:45:00Z",
+                Some("2024-11-03T05:30:00Z"),
+            ),
+            // The day of the gap had no 02:30.
+            (
+                "Europe/Berlin",
+                "30 2 * * *",
+                "2024-04-01T00:00:00Z",
+                Some("2024-03-30T01:30:00Z"),
+            ),
+            (
+                "Europe/Berlin",
+                "*/30 * * * *",
+                "2024-10-27T01:10:00Z",
+                Some("2024-10-27T01:00:00Z"),
+            ),
+            (
+                "Europe/Berlin",
+                "0 9 * * *",
+                "2024-07-15T07:00:00Z",
+                Some("2024-07-15T07:00:00Z"),
+            ),
+            (
+                "America/New_York",
+                "0 9 * * *",
+                "2024-01-15T13:59:00Z",
+                Some("2024-01-14T14:00:00Z"),
+            ),
+            ("Europe/Berlin", "0 0 30 2 *", "2024-01-01T00:00:00Z", None),
+        ];
+        for (tz, expr, from, want) in cases {
+            let got = sched_in(expr, tz)
+                .prev_at_or_before(at(from))
+                .map(|t| t.to_string());
+            assert_eq!(got.as_deref(), want, "{expr} in {tz} before {from}");
+        }
+    }
+
+    /// The controller relies on `prev_at_or_before` and `next_after`
+    /// agreeing: walking forward across the 2024 transitions, each firing is
+    /// its own previous time, and the one before it precedes it.
+    #[test]
+    fn next_and_previous_agree_across_transitions() {
+        let cases = [
+            ("Europe/Berlin", "30 2 * * *"),
+            ("Europe/Berlin", "*/20 1-3 * * *"),
+            ("Europe/Berlin", "0 * * * *"),
+            ("America/New_York", "30 1 * * 0"),
+            ("America/New_York", "*/45 * * * *"),
+            ("Australia/Lord_Howe", "15,45 1-2 * * *"),
+            ("UTC", "0 0 * * 1"),
+        ];
+        let windows = [
+            ("2024-03-01T00:00:00Z", "2024-04-15T00:00:00Z"),
+            ("2024-09-25T00:00:00Z", "2024-11-10T00:00:00Z"),
+        ];
+        for ((tz, expr), (from, to)) in cases.iter().flat_map(|c| windows.iter().map(move |w| (c, w))) {
+            let s = sched_in(expr, tz);
+            let mut prev: Option<Timestamp> = None;
+            let mut t = at(from);
+            let end = at(to);
+            while let Some(next) = s.next_after(t).filter(|n| *n < end) {
+                assert_eq!(s.prev_at_or_before(next), Some(next), "{expr} in {tz}");
+                if let Some(p) = prev {
+                    assert!(p < next, "{expr} in {tz}: {p} then {next}");
+                    let before = next.checked_sub(SignedDuration::from_secs(1)).ok();
+                    assert_eq!(
+                        before.and_then(|b| s.prev_at_or_before(b)),
+                        Some(p),
+                        "{expr} in {tz} before {next}"
+                    );
+                }
+                prev = Some(next);
+                t = next;
+            }
+        }
     }
 
     #[test]
