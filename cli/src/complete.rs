@@ -277,6 +277,7 @@ pub async fn names(args: &[String], out: &mut dyn Write) {
                 context: w.context.clone(),
                 namespace_flag: w.namespace.clone(),
                 client: None,
+                term: Default::default(),
             };
             let Ok(client) = ctx.client() else { return };
             let params = ListParams {

@@ -5,10 +5,13 @@ use crate::args::{kind_ref, parse_targets};
 use crate::error::{CliError, Result};
 use crate::manifest::{parse_source_ordered, read_sources};
 use crate::output::str_at;
+use crate::progress::Progress;
+use crate::time::parse_timeout;
 use crate::Ctx;
 use rk_api::resources::{by_api_version_kind, ResourceKind};
 use rk_client::{Client, DeleteOptions, ListParams};
 use serde_json::Value;
+use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct DeleteArgs {
@@ -48,6 +51,21 @@ pub struct DeleteArgs {
     /// With --grace-period=0: remove immediately.
     #[arg(long)]
     pub force: bool,
+    /// Wait until the objects are gone (finalizers done, Pods terminated)
+    /// before returning, as kubectl does; `--wait=false` returns at once.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value_t = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub wait: bool,
+    /// How long --wait may take (0: no limit), e.g. 30s or 5m.
+    #[arg(long, value_name = "DURATION", default_value = "0s")]
+    pub timeout: String,
     /// Treat objects that do not exist as deleted.
     #[arg(long = "ignore-not-found")]
     pub ignore_not_found: bool,
@@ -98,6 +116,20 @@ struct Deleter {
     ignore_not_found: bool,
     failed: bool,
     deleted: usize,
+    /// What `--wait` waits for: the objects deleted so far.
+    gone: Vec<Deleted>,
+}
+
+/// An object a delete was accepted for.
+struct Deleted {
+    /// `kind/name`, as printed.
+    label: String,
+    resource: String,
+    namespace: String,
+    name: String,
+    /// The deleted object's uid: an object recreated under the same name
+    /// is another object and does not hold the wait up.
+    uid: String,
 }
 
 impl Deleter {
@@ -110,8 +142,17 @@ impl Deleter {
             self.client.delete(&resource, ns, name, &self.opts).await
         };
         match r {
-            Ok(_) => {
+            Ok(v) => {
                 self.deleted += 1;
+                if self.dry == DryRun::None {
+                    self.gone.push(Deleted {
+                        label: format!("{}/{name}", kind.plural),
+                        resource: resource.clone(),
+                        namespace: ns.to_string(),
+                        name: name.to_string(),
+                        uid: str_at(&v, &["metadata", "uid"]).to_string(),
+                    });
+                }
                 ctx.print(&format!(
                     "{} \"{name}\" deleted{}\n",
                     kind_ref(kind),
@@ -130,10 +171,69 @@ impl Deleter {
         }
         Ok(())
     }
+
+    /// With `--wait`: returns once every deleted object is gone, drawing a
+    /// progress line on a terminal, or fails at the deadline.
+    async fn wait(&mut self, ctx: &mut Ctx<'_>, timeout: Option<Duration>) -> Result<()> {
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut progress = Progress::new(ctx.term.progress);
+        loop {
+            let mut still = Vec::new();
+            for d in self.gone.drain(..) {
+                match self.client.get(&d.resource, &d.namespace, &d.name).await {
+                    Ok(o) if d.uid.is_empty() || str_at(&o, &["metadata", "uid"]) == d.uid => still.push(d),
+                    Ok(_) => {}
+                    Err(e) if e.reason == rk_api::Reason::NotFound => {}
+                    Err(e) => {
+                        progress.clear(ctx.err);
+                        return Err(e.into());
+                    }
+                }
+            }
+            self.gone = still;
+            if self.gone.is_empty() {
+                progress.clear(ctx.err);
+                return Ok(());
+            }
+            let labels: Vec<&str> = self.gone.iter().map(|d| d.label.as_str()).collect();
+            if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                progress.clear(ctx.err);
+                return Err(CliError::local(format!(
+                    "timed out waiting for the condition on {}",
+                    labels.join(", ")
+                )));
+            }
+            let shown: Vec<&str> = labels.iter().take(3).copied().collect();
+            let more = labels.len().saturating_sub(shown.len());
+            progress.show(
+                ctx.err,
+                &format!(
+                    "waiting for {} to be deleted: {}{}",
+                    if labels.len() == 1 {
+                        "1 object".to_string()
+                    } else {
+                        format!("{} objects", labels.len())
+                    },
+                    shown.join(", "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
 }
 
 pub async fn run(ctx: &mut Ctx<'_>, a: DeleteArgs) -> Result<()> {
     let dry = DryRun::parse(a.dry_run.as_deref())?;
+    let timeout = if a.wait {
+        parse_timeout("--timeout", &a.timeout).map_err(CliError::Local)?
+    } else {
+        None
+    };
     let policy = propagation_policy(a.cascade.as_deref())?;
     let selector = a.selector.clone().unwrap_or_default();
     let field_selector = a.field_selector.clone().unwrap_or_default();
@@ -159,6 +259,7 @@ pub async fn run(ctx: &mut Ctx<'_>, a: DeleteArgs) -> Result<()> {
             ignore_not_found: a.ignore_not_found,
             failed: false,
             deleted: 0,
+            gone: Vec::new(),
         };
         for item in parsed {
             let m = match item {
@@ -193,6 +294,9 @@ pub async fn run(ctx: &mut Ctx<'_>, a: DeleteArgs) -> Result<()> {
             }
             d.delete(ctx, rk, obj_ns, name).await?;
         }
+        if a.wait {
+            d.wait(ctx, timeout).await?;
+        }
         return if d.failed { Err(CliError::Reported) } else { Ok(()) };
     }
 
@@ -224,6 +328,7 @@ pub async fn run(ctx: &mut Ctx<'_>, a: DeleteArgs) -> Result<()> {
         ignore_not_found: a.ignore_not_found,
         failed: false,
         deleted: 0,
+        gone: Vec::new(),
     };
     let mut listed_any = false;
     for t in &targets {
@@ -253,6 +358,9 @@ pub async fn run(ctx: &mut Ctx<'_>, a: DeleteArgs) -> Result<()> {
     }
     if listed_any && d.deleted == 0 && !d.failed {
         ctx.eprint_line("No resources found");
+    }
+    if a.wait {
+        d.wait(ctx, timeout).await?;
     }
     if d.failed {
         Err(CliError::Reported)

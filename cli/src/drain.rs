@@ -11,6 +11,7 @@
 
 use crate::edit::set_unschedulable;
 use crate::error::{CliError, Result};
+use crate::progress::Progress;
 use crate::table::{arr, s};
 use crate::time::parse_timeout;
 use crate::Ctx;
@@ -183,24 +184,45 @@ pub async fn run(ctx: &mut Ctx<'_>, a: DrainArgs) -> Result<()> {
             Err(e) => return Err(e.into()),
         }
     }
+    let mut progress = Progress::new(ctx.term.progress);
     loop {
         let mut still = Vec::new();
+        let mut gone = Vec::new();
         for (ns, name, uid) in waiting {
             match client.get("pods", &ns, &name).await {
                 Ok(p) if s(&p, &["metadata", "uid"]) == uid => still.push((ns, name, uid)),
-                Ok(_) => ctx.print(&format!("pod/{name} deleted\n")),
-                Err(e) if e.reason == rk_api::Reason::NotFound => {
-                    ctx.print(&format!("pod/{name} deleted\n"));
+                Ok(_) => gone.push(name),
+                Err(e) if e.reason == rk_api::Reason::NotFound => gone.push(name),
+                Err(e) => {
+                    progress.clear(ctx.err);
+                    return Err(e.into());
                 }
-                Err(e) => return Err(e.into()),
+            }
+        }
+        if !gone.is_empty() {
+            // The progress line shares the screen with stdout: erase it
+            // before printing, redraw it after.
+            progress.clear(ctx.err);
+            for name in gone {
+                ctx.print(&format!("pod/{name} deleted\n"));
             }
         }
         ctx.flush();
         waiting = still;
         if waiting.is_empty() {
+            progress.clear(ctx.err);
             break;
         }
+        progress.show(
+            ctx.err,
+            &format!(
+                "draining node \"{node}\": waiting for {} Pod{} to terminate",
+                waiting.len(),
+                if waiting.len() == 1 { "" } else { "s" }
+            ),
+        );
         if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            progress.clear(ctx.err);
             let left: Vec<String> = waiting.iter().map(|(ns, n, _)| format!("{ns}/{n}")).collect();
             return Err(CliError::local(format!(
                 "unable to drain node \"{node}\": timed out waiting for the Pods to be deleted: {}",

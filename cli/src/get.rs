@@ -140,8 +140,12 @@ pub async fn run(ctx: &mut Ctx<'_>, a: GetArgs) -> Result<()> {
                     ctx.print("\n");
                 }
                 first = false;
-                let t = table::build(g.kind, &g.objects, now, opts);
-                ctx.print(&t.render(true));
+                let t = table::build(g.kind, &g.objects, now, opts).render(true);
+                if ctx.term.color {
+                    ctx.print(&crate::progress::color_status_column(&t));
+                } else {
+                    ctx.print(&t);
+                }
             }
         }
         Format::Name => {
@@ -306,7 +310,13 @@ async fn watch(
                     ctx.print(&render_row(&initial.headers, &widths));
                     *header_printed = true;
                 }
-                ctx.print(&render_row(&table::row(kind, o, now_millis(), opts), &widths));
+                let row = render_row(&table::row(kind, o, now_millis(), opts), &widths);
+                if ctx.term.color {
+                    let header = render_row(&initial.headers, &widths);
+                    ctx.print(&crate::progress::color_row(&header, &row));
+                } else {
+                    ctx.print(&row);
+                }
             }
             Format::Name => ctx.print(&format!("{}/{}\n", kind_ref(kind), name_of(o))),
             Format::Yaml => {

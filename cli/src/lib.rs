@@ -31,6 +31,7 @@ pub mod jsonpath;
 pub mod manifest;
 pub mod merge;
 pub mod output;
+pub mod progress;
 pub mod table;
 pub mod time;
 
@@ -157,6 +158,8 @@ pub(crate) struct Ctx<'a> {
     /// The `-n` flag, when given.
     pub namespace_flag: Option<String>,
     client: Option<Client>,
+    /// Whether stdout and stderr are terminals (colour, progress lines).
+    pub term: progress::Terminal,
 }
 
 impl Ctx<'_> {
@@ -237,13 +240,24 @@ pub async fn run() -> i32 {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
-    run_with(args, &mut out, &mut err).await
+    run_on(args, &mut out, &mut err, progress::Terminal::detect()).await
 }
 
 /// Runs rkctl with explicit arguments (without the program name; a leading
 /// `rkctl` is tolerated) and output streams; returns the exit status (0 on
 /// success, 1 on any failure). Reads stdin only for `-f -`.
 pub async fn run_with(args: Vec<String>, stdout: &mut dyn Write, stderr: &mut dyn Write) -> i32 {
+    run_on(args, stdout, stderr, progress::Terminal::default()).await
+}
+
+/// [`run_with`] for streams that may be terminals: `term` says whether
+/// status cells are coloured and long waits draw a progress line.
+pub async fn run_on(
+    args: Vec<String>,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+    term: progress::Terminal,
+) -> i32 {
     let mut args = args;
     if args
         .first()
@@ -295,6 +309,7 @@ pub async fn run_with(args: Vec<String>, stdout: &mut dyn Write, stderr: &mut dy
         context: cli.context,
         namespace_flag: cli.namespace,
         client: None,
+        term,
     };
     let result = match cli.cmd {
         Cmd::Apply(a) => apply::run(&mut ctx, a).await,

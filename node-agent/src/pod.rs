@@ -29,6 +29,11 @@ pub const LABEL_CONTAINER: &str = "rk.container.name";
 pub const LABEL_ATTEMPT: &str = "rk.container.attempt";
 pub const LABEL_IMAGE_ID: &str = "rk.image.id";
 
+/// The first wait before a failed status write is tried again; it doubles
+/// up to [`REPORT_RETRY_MAX`].
+const REPORT_RETRY_MIN: Duration = Duration::from_millis(250);
+const REPORT_RETRY_MAX: Duration = Duration::from_secs(5);
+
 /// What every worker shares.
 pub struct Env {
     pub rt: Arc<dyn Runtime>,
@@ -69,6 +74,44 @@ pub async fn blocking<T: Send + 'static>(
     match tokio::task::spawn_blocking(move || f(rt.as_ref())).await {
         Ok(v) => v,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// How often a Pod worker looks for containers that exited (the runtime
+/// records each exit in a file; Kubernetes' kubelet relists every second).
+const EXIT_POLL: Duration = Duration::from_secs(1);
+
+/// Waits `limit`, or less: until one of the containers `ids` is no longer
+/// running. Only local state is read, so the Pod's full sync (which may
+/// read ConfigMaps and Secrets from the control plane) stays at its own,
+/// slower pace while an exit is still noticed within [`EXIT_POLL`].
+async fn first_exit(rt: Arc<dyn Runtime>, ids: Vec<String>, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        tokio::time::sleep(left.min(EXIT_POLL)).await;
+        if ids.is_empty() {
+            continue;
+        }
+        let ids = ids.clone();
+        let exited = blocking(&rt, move |rt| {
+            ids.iter().any(|id| {
+                !matches!(
+                    rt.container_status(id),
+                    Ok(Some(ContainerStatus {
+                        state: ContainerState::Running { .. },
+                        ..
+                    }))
+                )
+            })
+        })
+        .await;
+        if exited {
+            return;
+        }
     }
 }
 
@@ -272,9 +315,19 @@ impl Worker {
     /// Drives the Pod until it is deleted (then cleans up) or the agent
     /// stops (then leaves everything running for the next agent to adopt).
     pub async fn run(mut self, mut updates: watch::Receiver<Option<Value>>, cancel: CancellationToken) {
+        // A status write that failed is retried with back-off, whatever
+        // `sync` would otherwise wait for: a finished Pod waits an hour,
+        // and its Job cannot count it until the store has its phase.
+        let mut report_retry = REPORT_RETRY_MIN;
         loop {
-            let next = self.sync().await;
-            self.report().await;
+            let mut next = self.sync().await;
+            if self.report().await {
+                report_retry = REPORT_RETRY_MIN;
+            } else {
+                next = next.min(report_retry);
+                report_retry = (report_retry * 2).min(REPORT_RETRY_MAX);
+            }
+            let exit_or_timeout = first_exit(self.env.rt.clone(), self.running_ids(), next);
             tokio::select! {
                 _ = cancel.cancelled() => {
                     for s in &mut self.slots { s.stop_probes(); }
@@ -308,9 +361,18 @@ impl Worker {
                     }
                 }
                 _ = self.wake_rx.recv() => {}
-                _ = tokio::time::sleep(next) => {}
+                _ = exit_or_timeout => {}
             }
         }
+    }
+
+    /// The runtime ids of the containers last seen running.
+    fn running_ids(&self) -> Vec<String> {
+        self.slots
+            .iter()
+            .filter(|s| matches!(s.state, CState::Running { .. }))
+            .filter_map(|s| s.id.clone())
+            .collect()
     }
 
     fn is_terminal(&self) -> bool {
@@ -930,8 +992,9 @@ impl Worker {
         }
     }
 
-    /// Writes the Pod's status when it changed.
-    async fn report(&mut self) {
+    /// Writes the Pod's status when it changed. Returns whether the store
+    /// now holds it (false: the write failed and must be retried).
+    async fn report(&mut self) -> bool {
         let (init, app) = self.views();
         let policy = self.policy();
         let view = PodView {
@@ -946,7 +1009,7 @@ impl Worker {
         let now = crate::node::now_rfc3339();
         let status = status::pod_status(&view, &self.last_status, &now);
         if status == self.last_status {
-            return;
+            return true;
         }
         let mut obj = self.raw.clone();
         obj["status"] = status.clone();
@@ -955,9 +1018,16 @@ impl Worker {
         let written = self.env.client.update_status("pods", &obj).await;
         tracing::debug!(pod = %self.name(), ms = t.elapsed().as_millis() as u64, phase = %status["phase"], "status written");
         match written {
-            Ok(_) => self.last_status = status,
-            Err(e) if e.reason == Reason::NotFound => {}
-            Err(e) => tracing::warn!(pod = %self.name(), error = %e, "writing the Pod status failed"),
+            Ok(_) => {
+                self.last_status = status;
+                true
+            }
+            // The Pod is gone; the watch will end this worker.
+            Err(e) if e.reason == Reason::NotFound => true,
+            Err(e) => {
+                tracing::warn!(pod = %self.name(), error = %e, "writing the Pod status failed; will retry");
+                false
+            }
         }
     }
 }

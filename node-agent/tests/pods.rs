@@ -429,6 +429,34 @@ async fn an_agent_restart_keeps_containers_running_and_cleans_up_after_deletes()
     .await;
 }
 
+/// Found by chaos seed 1: a Pod finished while its node could not reach
+/// the control plane, the status write timed out, and the finished Pod was
+/// never reported (its worker waited an hour), so its Job stalled at 2 of 3
+/// completions. A failed status write must be retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_write_that_fails_is_retried() {
+    let cluster = Cluster::start(1);
+    let agent = cluster.add_agent(&[]);
+    let c = cluster.client();
+    run_pod(&c, &agent, pod("brief", "Never", json!([sh("c", "sleep 1")]))).await;
+    wait_phase(&cluster, &agent, "brief", "Running").await;
+    // The container exits while the link to the replica is cut: the
+    // agent's write of the Succeeded phase is lost. The cut stays shorter
+    // than the node's lease grace, so the node is not declared lost.
+    let cut = cluster.cut(0);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    drop(cut);
+    wait_phase(&cluster, &agent, "brief", "Succeeded").await;
+    assert!(
+        agent
+            .log()
+            .lines()
+            .any(|l| l.contains("writing the Pod status failed") && l.contains("brief")),
+        "the status write never failed, so the retry was not exercised:\n{}",
+        agent.log()
+    );
+}
+
 fn walk(dir: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {

@@ -268,6 +268,21 @@ impl Cluster {
         self.replicas[i].kill();
     }
 
+    /// Cuts replica `i` off until the returned guard is dropped: its open
+    /// connections are destroyed, so requests in flight are lost, and every
+    /// new packet to or from its port is dropped. (Dropping packets alone
+    /// would only delay what was sent, and a frozen process's kernel would
+    /// still accept it.) Needs root, `nft` and `ss`.
+    pub fn cut(&self, i: usize) -> LinkCut {
+        let port = self.replicas[i]
+            .addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .expect("replica address has a port");
+        LinkCut::new(port)
+    }
+
     pub fn restart(&mut self, i: usize) {
         let r = &mut self.replicas[i];
         let args = vec!["run".into(), "--data-dir".into(), r.dir.display().to_string()];
@@ -334,5 +349,51 @@ impl Cluster {
             .enumerate()
             .map(|(i, r)| format!("==== replica {i} ({}) ====\n{}", r.addr, r.log()))
             .collect()
+    }
+}
+
+/// A cut link (see [`Cluster::cut`]): an nftables table dropping one TCP
+/// port's traffic, removed on drop.
+pub struct LinkCut {
+    table: String,
+}
+
+impl LinkCut {
+    fn new(port: u16) -> LinkCut {
+        let table = format!("rk_test_cut_{port}");
+        let rules = format!(
+            "table inet {table} {{\n\
+             chain in {{ type filter hook input priority 0; tcp dport {port} drop; tcp sport {port} drop; }}\n\
+             }}\n"
+        );
+        let mut child = Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("run nft (install nftables)");
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write;
+            stdin.write_all(rules.as_bytes()).expect("write nft rules");
+        }
+        let status = child.wait().expect("wait for nft");
+        assert!(status.success(), "nft refused the cut rules:\n{rules}");
+        // Dropped packets alone would be retransmitted once the cut heals;
+        // destroying the open connections makes what was in flight lost.
+        let filter = format!("( dport = :{port} or sport = :{port} )");
+        let killed = Command::new("ss")
+            .args(["-K", "-t", &filter])
+            .stdout(Stdio::null())
+            .status()
+            .expect("run ss (install iproute2)");
+        assert!(killed.success(), "ss -K {filter} failed");
+        LinkCut { table }
+    }
+}
+
+impl Drop for LinkCut {
+    fn drop(&mut self) {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &self.table])
+            .status();
     }
 }

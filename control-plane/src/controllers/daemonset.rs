@@ -10,75 +10,25 @@ use super::runtime::{
     controller_owner_key, key_of, split_key, Action, Cache, Change, Ctx, ReconcileError, Reconciler,
 };
 use super::{now, to_json, typed};
-use crate::store::objects::{meta_str, resource_version};
+use crate::store::objects::meta_str;
 use crate::store::types::EventKind;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use rk_api::{ApiError, Reason};
 use rk_controllers::daemonset::{plan, plan_history, pod_for_node, revision_template};
 use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const RESOURCE: &str = "daemonsets.apps";
 const REVISIONS: &str = "controllerrevisions.apps";
 
-/// How long to wait for the cache to show this controller's own writes
-/// before acting without them. The cache normally catches up within
-/// milliseconds; the limit only keeps a lost event from stalling a
-/// DaemonSet.
-const CACHE_WAIT: Duration = Duration::from_secs(5);
-
-/// The DaemonSet controller.
-///
-/// It remembers, per DaemonSet, the revision of the last write it made.
-/// Until the cache has applied that revision, a reconcile would see pods it
-/// already deleted as still running (and delete more, exceeding
-/// maxUnavailable) or miss pods it created (and create twice), so it waits
-/// instead. This plays the part of Kubernetes' controller "expectations".
-#[derive(Default)]
-pub struct DaemonSetController {
-    written: Mutex<HashMap<String, (u64, Instant)>>,
-}
-
-impl DaemonSetController {
-    /// Records that a write for `key` committed at the revision `written`
-    /// carries.
-    fn note(&self, key: &str, written: &Value) {
-        let Some(rv) = resource_version(written) else {
-            return;
-        };
-        if let Ok(mut w) = self.written.lock() {
-            let e = w.entry(key.to_string()).or_insert((0, Instant::now()));
-            if rv > e.0 {
-                *e = (rv, Instant::now());
-            }
-        }
-    }
-
-    /// Whether the cache has yet to show a write made for `key` (and the
-    /// wait has not run out).
-    fn cache_behind(&self, key: &str, cache: &Cache) -> bool {
-        let Ok(mut w) = self.written.lock() else {
-            return false;
-        };
-        match w.get(key) {
-            Some((rv, at)) if *rv > cache.revision() && at.elapsed() < CACHE_WAIT => true,
-            Some(_) => {
-                w.remove(key);
-                false
-            }
-            None => false,
-        }
-    }
-
-    fn forget(&self, key: &str) {
-        if let Ok(mut w) = self.written.lock() {
-            w.remove(key);
-        }
-    }
-}
+/// The DaemonSet controller. It reads its own writes through the
+/// controller runtime, which waits before each reconcile until the cache has
+/// applied this controller's last commit; without that, a reconcile would see
+/// pods it already deleted as still running (and delete more, exceeding
+/// maxUnavailable) or miss pods it created (and create twice). This plays the
+/// part of Kubernetes' controller "expectations".
+pub struct DaemonSetController;
 
 /// Every DaemonSet key, optionally of one namespace.
 fn daemonset_keys(cache: &Cache, namespace: Option<&str>) -> Vec<String> {
@@ -174,12 +124,8 @@ impl Reconciler for DaemonSetController {
 
     async fn reconcile(&self, key: &str, ctx: &Ctx) -> Result<Action, ReconcileError> {
         let Some(obj) = ctx.cache.get(RESOURCE, key) else {
-            self.forget(key);
             return Ok(Action::AwaitChange);
         };
-        if self.cache_behind(key, &ctx.cache) {
-            return Ok(Action::Requeue(Duration::from_millis(20)));
-        }
         let ds: DaemonSet = typed(&obj)?;
         let (ns, _) = split_key(key);
         let nodes: Vec<Node> = decoded(&ctx.cache, "nodes", None);
@@ -221,11 +167,11 @@ impl Reconciler for DaemonSetController {
             if let Some(number) = number {
                 rev["revision"] = json!(number);
             }
-            self.note(key, &ctx.writer.update(REVISIONS, &rev).await?);
+            ctx.writer.update(REVISIONS, &rev).await?;
         }
         if let Some(rev) = &history.create {
             match ctx.writer.create(REVISIONS, &to_json(rev)).await {
-                Ok(v) => self.note(key, &v),
+                Ok(_) => {}
                 Err(e) if e.reason == Reason::AlreadyExists => {
                     let name = rev.metadata.name.as_deref().unwrap_or_default();
                     let Some(existing) = ctx.cache.get(REVISIONS, &format!("{ns}/{name}")) else {
@@ -249,7 +195,7 @@ impl Reconciler for DaemonSetController {
                     let mut updated = (*obj).clone();
                     let count = updated["status"]["collisionCount"].as_i64().unwrap_or(0);
                     updated["status"]["collisionCount"] = json!(count + 1);
-                    self.note(key, &ctx.writer.update_status(RESOURCE, &updated).await?);
+                    ctx.writer.update_status(RESOURCE, &updated).await?;
                     return Ok(Action::Requeue(Duration::from_millis(20)));
                 }
                 Err(e) => return Err(e.into()),
@@ -271,7 +217,7 @@ impl Reconciler for DaemonSetController {
                     .unwrap_or_default();
                 refs.push(owner_ref.clone());
                 pod["metadata"]["ownerReferences"] = json!(refs);
-                self.note(key, &ctx.writer.update("pods", &pod).await?);
+                ctx.writer.update("pods", &pod).await?;
             }
         }
         for name in &p.release {
@@ -280,46 +226,39 @@ impl Reconciler for DaemonSetController {
                 if let Some(refs) = pod["metadata"]["ownerReferences"].as_array_mut() {
                     refs.retain(|r| r["uid"] != json!(uid));
                 }
-                self.note(key, &ctx.writer.update("pods", &pod).await?);
+                ctx.writer.update("pods", &pod).await?;
             }
         }
         for name in &p.delete {
-            let written = deleted(
+            deleted(
                 ctx.writer
                     .delete("pods", ns, name, pod_uid(name).as_deref())
                     .await,
             )?;
-            if let Some(v) = written {
-                self.note(key, &v);
-            }
         }
         for name in &p.force_delete {
             let Some(pod_uid) = pod_uid(name) else {
                 continue;
             };
-            if let Some(v) = deleted(ctx.writer.force_delete_pod(ns, name, &pod_uid).await)? {
-                self.note(key, &v);
-            }
+            deleted(ctx.writer.force_delete_pod(ns, name, &pod_uid).await)?;
         }
         for node in &p.create {
             let pod = to_json(&pod_for_node(&ds, node, &history.hash));
-            self.note(key, &ctx.writer.create("pods", &pod).await?);
+            ctx.writer.create("pods", &pod).await?;
         }
         for name in &history.delete {
             let rev_uid = ctx
                 .cache
                 .get(REVISIONS, &format!("{ns}/{name}"))
                 .map(|r| meta_str(&r, "uid").to_string());
-            if let Some(v) = deleted(ctx.writer.delete(REVISIONS, ns, name, rev_uid.as_deref()).await)? {
-                self.note(key, &v);
-            }
+            deleted(ctx.writer.delete(REVISIONS, ns, name, rev_uid.as_deref()).await)?;
         }
 
         let status = to_json(&p.status);
         if obj.get("status") != Some(&status) {
             let mut updated = (*obj).clone();
             updated["status"] = status;
-            self.note(key, &ctx.writer.update_status(RESOURCE, &updated).await?);
+            ctx.writer.update_status(RESOURCE, &updated).await?;
         }
         Ok(match p.recheck_at {
             Some(t) => {

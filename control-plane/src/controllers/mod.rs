@@ -216,12 +216,7 @@ fn start(
     tasks.push(spawn(scheduler::Scheduler::default(), &ctx, &informer, &term));
     tasks.push(spawn(deployment::DeploymentController, &ctx, &informer, &term));
     tasks.push(spawn(replicaset::ReplicaSetController, &ctx, &informer, &term));
-    tasks.push(spawn(
-        daemonset::DaemonSetController::default(),
-        &ctx,
-        &informer,
-        &term,
-    ));
+    tasks.push(spawn(daemonset::DaemonSetController, &ctx, &informer, &term));
     let jobs = job::JobController {
         clock: settings.clock.clone(),
         backoff: settings.job_backoff,
