@@ -249,7 +249,32 @@ fn podman_start(runs: usize) -> Result<Summary> {
     Ok(Summary::of(&mut lat))
 }
 
+/// What `rk-bench pods` measures.
+pub struct PodFigures {
+    pub pods: usize,
+    pub rss_pods: usize,
+    /// create → Running in the store.
+    pub start: Summary,
+    /// The runtime's sandbox (pause + CNI) alone.
+    pub sandbox: Summary,
+    /// The runtime's sandbox + container.
+    pub runtime: Summary,
+    /// The peer runtime's name and bare container start.
+    pub peer: Result<(String, Summary)>,
+    /// podman pod create + run -d.
+    pub podman: Result<Summary>,
+    /// The agent's RSS in KiB with no Pods and with `rss_pods`.
+    pub rss_idle: Option<u64>,
+    pub rss_busy: Option<u64>,
+}
+
 pub async fn run(args: &PodsArgs) -> Result<()> {
+    let f = measure(args).await?;
+    print(&f);
+    Ok(())
+}
+
+pub async fn measure(args: &PodsArgs) -> Result<PodFigures> {
     let rootfs = tempfile::tempdir()?;
     rk_image::testing::busybox_rootfs(rootfs.path())?;
     eprintln!("measuring the runtime's sandbox + container start ...");
@@ -285,9 +310,35 @@ pub async fn run(args: &PodsArgs) -> Result<()> {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_busy = rss_kib(pid);
+    drop(agent);
+    Ok(PodFigures {
+        pods: args.pods,
+        rss_pods: args.rss_pods,
+        start,
+        sandbox,
+        runtime,
+        peer,
+        podman,
+        rss_idle,
+        rss_busy,
+    })
+}
+
+pub fn print(f: &PodFigures) {
+    let PodFigures {
+        start,
+        sandbox,
+        runtime,
+        peer,
+        podman,
+        rss_idle,
+        rss_busy,
+        ..
+    } = f;
+    let (rss_idle, rss_busy) = (*rss_idle, *rss_busy);
     println!(
         "Pod start (rk-bench pods; {} Pods, one at a time, 1 replica + 1 agent on loopback)",
-        args.pods
+        f.pods
     );
     println!(
         "  create → Running in the store   p50 {:7.1} ms   p99 {:7.1} ms   (target p50 ≤ 50 ms)",
@@ -335,14 +386,12 @@ pub async fn run(args: &PodsArgs) -> Result<()> {
         "  agent RSS: {} with 0 Pods, {} with {} Pods (target ≤ 20 MiB + 1 MiB per Pod)",
         fmt(rss_idle),
         fmt(rss_busy),
-        args.rss_pods
+        f.rss_pods
     );
     if let (Some(a), Some(b)) = (rss_idle, rss_busy) {
         println!(
             "  agent RSS per Pod: {:.1} KiB",
-            (b.saturating_sub(a)) as f64 / args.rss_pods as f64
+            (b.saturating_sub(a)) as f64 / f.rss_pods as f64
         );
     }
-    drop(agent);
-    Ok(())
 }

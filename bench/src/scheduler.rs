@@ -28,6 +28,9 @@ pub struct SchedulerArgs {
     /// Control-plane replicas.
     #[arg(long, default_value_t = 3)]
     pub replicas: usize,
+    /// Give up when the Pods are not all bound after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub deadline_secs: u64,
 }
 
 impl Default for SchedulerArgs {
@@ -36,6 +39,7 @@ impl Default for SchedulerArgs {
             nodes: 5000,
             pods: 10000,
             replicas: 3,
+            deadline_secs: 600,
         }
     }
 }
@@ -152,7 +156,7 @@ pub async fn run(args: &SchedulerArgs) -> Result<SchedulerFigures> {
         })
     };
     let mut bound: HashSet<String> = HashSet::with_capacity(total);
-    let deadline = start + Duration::from_secs(600);
+    let deadline = start + Duration::from_secs(args.deadline_secs);
     while bound.len() < total {
         let ev = tokio::time::timeout_at(deadline.into(), events.recv()).await;
         match ev {
@@ -168,7 +172,25 @@ pub async fn run(args: &SchedulerArgs) -> Result<SchedulerFigures> {
             }
             Ok(Some(Err(e))) => bail!("watch: {e}"),
             Ok(None) => bail!("the watch ended"),
-            Err(_) => bail!("only {} of {total} pods bound within 600 s", bound.len()),
+            Err(_) => {
+                let tail: Vec<String> = cluster
+                    .replicas
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        let log = r.log();
+                        let lines: Vec<&str> = log.lines().collect();
+                        let from = lines.len().saturating_sub(40);
+                        format!("==== replica {i} ====\n{}", lines[from..].join("\n"))
+                    })
+                    .collect();
+                bail!(
+                    "only {} of {total} pods bound within {} s; the replicas' last log lines:\n{}",
+                    bound.len(),
+                    args.deadline_secs,
+                    tail.join("\n")
+                )
+            }
         }
     }
     let total_seconds = start.elapsed().as_secs_f64();

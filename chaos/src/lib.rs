@@ -5,7 +5,7 @@
 //! partitions; never more than a minority of replicas at once). After the
 //! faults heal the run checks:
 //! - every acknowledged write is present with its value;
-//! - the watcher saw strictly increasing revisions and every acknowledged write;
+//! - the watcher saw revisions that never go back, no event twice, and every acknowledged write;
 //! - the Deployment reaches its ready replicas within 30 s;
 //! - the Job has exactly its completions;
 //! - no node runs containers of a Pod the store does not bind to it.
@@ -205,21 +205,30 @@ async fn scenario(s: &Scenario, report: &mut Report) -> Result<()> {
     let (w, oe) = (watched.clone(), order_errors.clone());
     let watcher = tokio::spawn(async move {
         let mut last = start_rev;
+        let mut seen_at_last = std::collections::HashSet::new();
         while let Some(ev) = events.recv().await {
             let Ok(ev) = ev else { continue };
             if ev.kind == WatchEventType::Bookmark {
                 continue;
             }
-            if ev.revision <= last {
-                if let Ok(mut e) = oe.lock() {
-                    e.push(format!("watch revision {} after {last}", ev.revision));
-                }
-            }
-            last = ev.revision;
             let name = ev.object["metadata"]["name"]
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
+            // A transaction's changes share a revision; each write here is
+            // its own transaction, so revisions strictly increase, and
+            // no object appears twice at one revision in any case.
+            let repeated = ev.revision == last && seen_at_last.contains(&name);
+            if ev.revision < last || repeated || (ev.revision == last && last == start_rev) {
+                if let Ok(mut e) = oe.lock() {
+                    e.push(format!("watch revision {} ({name}) after {last}", ev.revision));
+                }
+            }
+            if ev.revision != last {
+                seen_at_last.clear();
+            }
+            seen_at_last.insert(name.clone());
+            last = ev.revision;
             if let Ok(mut w) = w.lock() {
                 w.push((ev.revision, name));
             }

@@ -400,7 +400,7 @@ impl Client {
     }
 
     /// A watch that survives replica failures: when a stream breaks it
-    /// reopens on another replica from the last revision it delivered, so
+    /// reopens on another replica where it left off ([`ResumePoint`]), so
     /// the caller sees every change once, in order. Ends with an error only
     /// for non-retryable failures (for example Expired: relist). The server
     /// opens every stream with a BOOKMARK naming its start revision, which
@@ -409,9 +409,10 @@ impl Client {
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let client = self.clone();
         tokio::spawn(async move {
-            let mut last = req.since_revision;
+            let mut resume = ResumePoint::new(req.since_revision);
             loop {
-                req.since_revision = last;
+                req.since_revision = resume.since();
+                resume.new_stream();
                 let mut stream = match client.watch_once(req.clone()).await {
                     Ok(s) => s,
                     Err(e) => {
@@ -422,10 +423,14 @@ impl Client {
                 loop {
                     match stream.message().await {
                         Ok(Some(ev)) => {
-                            if ev.revision <= last && ev.r#type() != WatchEventType::Bookmark {
+                            let fresh = if ev.r#type() == WatchEventType::Bookmark {
+                                resume.bookmark(ev.revision)
+                            } else {
+                                resume.admit(ev.revision)
+                            };
+                            if !fresh {
                                 continue;
                             }
-                            last = last.max(ev.revision);
                             let object = if ev.object.is_empty() {
                                 Value::Null
                             } else {
@@ -468,5 +473,107 @@ impl Client {
             }
         });
         rx
+    }
+}
+
+/// Where a watch stands, so that a stream reopened after a failure delivers
+/// each event exactly once.
+///
+/// A transaction's changes share one revision and arrive as consecutive
+/// events of that revision, so a revision is known to be complete only once
+/// a later revision or a bookmark at or past it arrives (the server sends a
+/// bookmark only between revisions). A new stream therefore starts after
+/// the last *complete* revision; the server replays the revision that was
+/// under way in the same order, and the events of it already delivered are
+/// skipped by position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ResumePoint {
+    /// Every event up to this revision has been delivered.
+    complete: u64,
+    /// The revision being delivered (equal to `complete` when none is).
+    current: u64,
+    /// Events of `current` delivered so far.
+    delivered: usize,
+    /// Events of `current` seen on the present stream.
+    position: usize,
+}
+
+impl ResumePoint {
+    fn new(since: u64) -> ResumePoint {
+        ResumePoint {
+            complete: since,
+            current: since,
+            delivered: 0,
+            position: 0,
+        }
+    }
+
+    /// The `since_revision` for the next stream.
+    fn since(&self) -> u64 {
+        self.complete
+    }
+
+    fn new_stream(&mut self) {
+        self.position = 0;
+    }
+
+    /// Whether a change event at `revision` is new to the caller.
+    fn admit(&mut self, revision: u64) -> bool {
+        if revision < self.current || (revision == self.current && self.current == self.complete) {
+            return false;
+        }
+        if revision == self.current {
+            self.position += 1;
+            if self.position <= self.delivered {
+                return false;
+            }
+            self.delivered += 1;
+            return true;
+        }
+        self.complete = self.current;
+        self.current = revision;
+        self.delivered = 1;
+        self.position = 1;
+        true
+    }
+
+    /// Whether a bookmark at `revision` is news (not behind what was
+    /// delivered); it completes every revision up to it.
+    fn bookmark(&mut self, revision: u64) -> bool {
+        if revision < self.current {
+            return false;
+        }
+        *self = ResumePoint::new(revision);
+        true
+    }
+}
+
+#[cfg(test)]
+mod resume_tests {
+    use super::ResumePoint;
+
+    #[test]
+    fn a_resumed_watch_delivers_each_event_of_a_transaction_once() {
+        let mut r = ResumePoint::new(10);
+        // A first stream: its opening bookmark, one whole revision, and
+        // two of a transaction's three events.
+        assert!(r.bookmark(10));
+        assert!(r.admit(11));
+        assert!(r.admit(12));
+        assert!(r.admit(12));
+        // It breaks; the next stream starts after revision 11, the last
+        // complete one, and replays 12 in the same order.
+        assert_eq!(r.since(), 11);
+        r.new_stream();
+        assert!(!r.bookmark(11), "the opening bookmark is behind");
+        assert!(!r.admit(12));
+        assert!(!r.admit(12));
+        assert!(r.admit(12), "the third event of revision 12 is new");
+        assert!(r.admit(13));
+        // A bookmark completes revision 13; a replay of it is not news.
+        assert!(r.bookmark(13));
+        assert_eq!(r.since(), 13);
+        assert!(!r.admit(13));
+        assert!(!r.admit(9));
     }
 }

@@ -49,9 +49,9 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            heartbeat_ms: 40,
-            election_timeout_min_ms: 100,
-            election_timeout_max_ms: 200,
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 150,
+            election_timeout_max_ms: 300,
             history_limit: 20_000,
             snapshot_every: 10_000,
             test_clock_file: None,
@@ -167,6 +167,10 @@ fn raft_config(opts: &Options) -> Result<Arc<openraft::Config>> {
         // follower catches up from entries rather than a whole snapshot.
         max_in_snapshot_log_to_keep: (opts.snapshot_every / 10).min(1000),
         purge_batch_size: 256,
+        // Bounds one AppendEntries (openraft's default is 300 entries) so
+        // that it fits in the heartbeat interval openraft allows it, even
+        // when controllers commit hundreds of Pods at once.
+        max_payload_entries: 64,
         install_snapshot_timeout: 10_000,
         ..Default::default()
     };

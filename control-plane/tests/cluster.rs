@@ -178,6 +178,12 @@ async fn transactions_are_all_or_nothing() {
     let cluster = Cluster::start(1);
     let c = cluster.client();
     c.create("configmaps", &cm("held", "1")).await.expect("create");
+    let (_, start) = c.list("configmaps", &ListParams::default()).await.expect("list");
+    let mut rx = c.watch(pb::WatchRequest {
+        resource: "configmaps".into(),
+        since_revision: start,
+        ..Default::default()
+    });
     let create = |name: &str| pb::TxnOp {
         op: Some(pb::txn_op::Op::Create(pb::CreateRequest {
             resource: "configmaps".into(),
@@ -202,6 +208,23 @@ async fn transactions_are_all_or_nothing() {
     assert_eq!(objs.len(), 2);
     assert_eq!(rv(&objs[0]), rev);
     assert_eq!(rv(&objs[1]), rev, "one revision for the whole transaction");
+    // A watcher gets one event per object of the transaction, all at its
+    // revision (not only the first of them).
+    let mut added = vec![];
+    while added.len() < 2 {
+        let ev = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("saw only {added:?}"))
+            .expect("watch open")
+            .expect("watch event");
+        if ev.kind == WatchEventType::Added {
+            added.push((
+                ev.object["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                ev.revision,
+            ));
+        }
+    }
+    assert_eq!(added, vec![("t1".to_string(), rev), ("t2".to_string(), rev)]);
 }
 
 /// Writes from `writers` tasks until `stop`, recording every write the

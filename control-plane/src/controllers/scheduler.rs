@@ -11,8 +11,8 @@
 //! date with the cache (only what changed since the last pass is decoded),
 //! decides every pending Pod in turn against that snapshot, counting each
 //! decision in it before the next (as kube-scheduler "assumes" a Pod), and
-//! then commits all the bindings at once, many in flight, so the store
-//! batches them into few Raft entries. The next pass starts only after the
+//! then commits the bindings in transactions of [`BINDS_PER_TXN`], several
+//! in flight, so a thousand bindings cost a handful of Raft entries. The next pass starts only after the
 //! cache has applied those bindings (the runtime waits for a controller's
 //! last write), so the snapshot never forgets a binding.
 
@@ -22,6 +22,7 @@ use crate::store::objects::{meta_str, resource_version};
 use crate::store::types::{EventKind, Op};
 use futures::stream::{self, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
+use rk_api::Reason;
 use rk_controllers::scheduler::{default_nodes_to_score, schedule, NodeInfo, ScheduleContext};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -32,8 +33,11 @@ use std::time::Duration;
 const SCHEDULER_NAME: &str = "default-scheduler";
 /// The scheduler's one work-queue key: all pending Pods.
 const PENDING: &str = "pending";
-/// Bindings in flight at once at the end of a pass.
-const BINDINGS_IN_FLIGHT: usize = 512;
+/// Writes in flight at once at the end of a pass.
+const WRITES_IN_FLIGHT: usize = 16;
+/// Bindings per transaction: one Raft entry and one state-machine batch
+/// bind this many Pods.
+const BINDS_PER_TXN: usize = 128;
 /// Pods decided per pass, so a huge backlog still commits in steps.
 const MAX_PODS_PER_PASS: usize = 20_000;
 
@@ -328,21 +332,55 @@ impl Scheduler {
     }
 }
 
-async fn bind(ctx: &Ctx, obj: &Value, node: &str) -> Result<(), ReconcileError> {
-    // The precondition: the pod is exactly as seen, so still unbound; a
-    // concurrent change fails it.
+/// The op binding `obj` to `node`. Its precondition: the pod is exactly as
+/// seen, so still unbound; a concurrent change fails it.
+fn bind_op(obj: &Value, node: &str) -> Result<Op, ReconcileError> {
     let expected_rv = resource_version(obj)
         .ok_or_else(|| ReconcileError::Other(format!("pod {} has no resourceVersion", key_of(obj))))?;
-    ctx.writer
-        .txn(vec![Op::Bind {
-            namespace: meta_str(obj, "namespace").to_string(),
-            name: meta_str(obj, "name").to_string(),
-            expected_rv,
-            node: node.to_string(),
-        }])
-        .await?;
-    tracing::debug!(pod = %key_of(obj), node, "scheduled");
-    Ok(())
+    Ok(Op::Bind {
+        namespace: meta_str(obj, "namespace").to_string(),
+        name: meta_str(obj, "name").to_string(),
+        expected_rv,
+        node: node.to_string(),
+    })
+}
+
+/// Binds a batch of pods in one transaction; returns how many bindings
+/// failed. A transaction is all or nothing, so when one pod of the batch
+/// changed since the scheduler saw it (a conflict), the others are bound
+/// one by one instead of waiting for the next pass.
+async fn bind_batch(ctx: &Ctx, batch: Vec<(Arc<Value>, String)>) -> usize {
+    let ops: Result<Vec<Op>, ReconcileError> = batch.iter().map(|(pod, node)| bind_op(pod, node)).collect();
+    let result = match ops {
+        Ok(ops) => ctx.writer.txn(ops).await.map_err(ReconcileError::from),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => {
+            tracing::debug!(pods = batch.len(), "scheduled");
+            0
+        }
+        Err(ReconcileError::Api(e))
+            if batch.len() > 1 && matches!(e.reason, Reason::Conflict | Reason::NotFound) =>
+        {
+            let mut failed = 0;
+            for (pod, node) in &batch {
+                let one = match bind_op(pod, node) {
+                    Ok(op) => ctx.writer.txn(vec![op]).await.map_err(ReconcileError::from),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = one {
+                    tracing::debug!(pod = %key_of(pod), error = %e, "binding failed; the next pass retries");
+                    failed += 1;
+                }
+            }
+            failed
+        }
+        Err(e) => {
+            tracing::debug!(pods = batch.len(), error = %e, "binding failed; the next pass retries");
+            batch.len()
+        }
+    }
 }
 
 async fn report_unschedulable(ctx: &Ctx, obj: &Value, message: &str) -> Result<(), ReconcileError> {
@@ -398,31 +436,42 @@ impl Reconciler for Scheduler {
         if decisions.is_empty() {
             return Ok(Action::AwaitChange);
         }
-        let results: Vec<Result<(), ReconcileError>> = stream::iter(decisions)
-            .map(|d| async move {
-                match d {
-                    Decision::Bind { pod, node } => bind(ctx, &pod, &node).await,
-                    Decision::Unschedulable { pod, message } => {
-                        report_unschedulable(ctx, &pod, &message).await
-                    }
-                }
-            })
-            .buffer_unordered(BINDINGS_IN_FLIGHT)
-            .collect()
-            .await;
-        // A binding that failed (the pod changed, leadership moved) is
-        // retried by the next pass, which recounts that pod from the cache.
-        let mut failed = 0usize;
-        for r in results {
-            match r {
-                Ok(()) => {}
-                Err(ReconcileError::Api(e)) if e.reason == rk_api::Reason::Conflict => failed += 1,
-                Err(e) => {
-                    failed += 1;
-                    tracing::debug!(error = %e, "a scheduling write failed; the next pass retries");
-                }
+        let mut binds = Vec::new();
+        let mut unschedulable_pods = Vec::new();
+        for d in decisions {
+            match d {
+                Decision::Bind { pod, node } => binds.push((pod, node)),
+                Decision::Unschedulable { pod, message } => unschedulable_pods.push((pod, message)),
             }
         }
+        let mut batches: Vec<Vec<(Arc<Value>, String)>> = Vec::new();
+        while !binds.is_empty() {
+            let rest = binds.split_off(binds.len().min(BINDS_PER_TXN));
+            batches.push(std::mem::replace(&mut binds, rest));
+        }
+        // A binding that failed (the pod changed, leadership moved) is
+        // retried by the next pass, which recounts that pod from the cache.
+        let failed_binds: usize = stream::iter(batches)
+            .map(|batch| bind_batch(ctx, batch))
+            .buffer_unordered(WRITES_IN_FLIGHT)
+            .collect::<Vec<usize>>()
+            .await
+            .into_iter()
+            .sum();
+        let failed_reports = stream::iter(unschedulable_pods)
+            .map(|(pod, message)| async move { report_unschedulable(ctx, &pod, &message).await })
+            .buffer_unordered(WRITES_IN_FLIGHT)
+            .collect::<Vec<Result<(), ReconcileError>>>()
+            .await
+            .into_iter()
+            .filter(|r| {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "reporting an unschedulable pod failed; the next pass retries");
+                }
+                r.is_err()
+            })
+            .count();
+        let failed = failed_binds + failed_reports;
         let unschedulable = self
             .state
             .lock()

@@ -28,7 +28,16 @@ impl RaftService for RaftSvc {
     async fn append_entries(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
         auth::require_replica(&req)?;
         let rpc = decode(&req.into_inner().data)?;
-        encode(&self.replica.raft.append_entries(rpc).await)
+        // openraft gives an AppendEntries only one heartbeat interval
+        // before the leader abandons it, which drops this handler. The
+        // append then runs in its own task so that it finishes anyway: the
+        // leader's retry finds the entries already in the log instead of
+        // starting over, and a large batch cannot time out forever.
+        let replica = self.replica.clone();
+        let appended = tokio::spawn(async move { replica.raft.append_entries(rpc).await })
+            .await
+            .map_err(|e| Status::internal(format!("append task failed: {e}")))?;
+        encode(&appended)
     }
 
     async fn vote(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {

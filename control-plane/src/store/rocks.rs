@@ -155,10 +155,20 @@ fn spawn_syncer(db: Arc<DB>) -> std::io::Result<std::sync::mpsc::Sender<LogFlush
     Ok(tx)
 }
 
-impl RaftLogReader<TypeConfig> for LogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
+/// At most this many bytes of log entries go into one AppendEntries (but
+/// always at least one entry). openraft gives an AppendEntries one
+/// heartbeat interval; a few transactions of hundreds of Pods each would
+/// otherwise make a request of many megabytes that never arrives in time,
+/// and the follower would fall further behind with every retry.
+const MAX_APPEND_BYTES: usize = 512 * 1024;
+
+impl LogStore {
+    /// The entries of `range`, stopping before the one that would take the
+    /// total past `max_bytes` (the first entry is always included).
+    fn read_entries<RB: RangeBounds<u64>>(
+        &self,
         range: RB,
+        max_bytes: usize,
     ) -> Result<Vec<Entry>, StorageError> {
         let start = match range.start_bound() {
             Bound::Included(i) => *i,
@@ -166,6 +176,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => 0,
         };
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         let it = self.db.iterator_cf(
             cf(&self.db, CF_LOG),
             IteratorMode::From(&be(start), Direction::Forward),
@@ -176,9 +187,28 @@ impl RaftLogReader<TypeConfig> for LogStore {
             if !range.contains(&idx) {
                 break;
             }
+            bytes = bytes.saturating_add(v.len());
+            if !out.is_empty() && bytes > max_bytes {
+                break;
+            }
             out.push(serde_json::from_slice(&v).map_err(read_err)?);
         }
         Ok(out)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        self.read_entries(range, usize::MAX)
+    }
+
+    /// What replication sends: a prefix of `[start, end)` of at most
+    /// [`MAX_APPEND_BYTES`].
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry>, StorageError> {
+        self.read_entries(start..end, MAX_APPEND_BYTES)
     }
 }
 
@@ -791,6 +821,37 @@ mod tests {
                 },
             }],
         })
+    }
+
+    #[tokio::test]
+    async fn replication_reads_are_bounded_in_bytes_but_never_empty() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = open_db(dir.path()).expect("open");
+        let mut log = LogStore::new(db.clone()).expect("log store");
+        let big = |i: u64| {
+            let mut e = entry(i, create(&format!("cm-{i}")));
+            if let EntryPayload::Normal(Command::Txn(t)) = &mut e.payload {
+                if let Some(Op::Create { object, .. }) = t.ops.first_mut() {
+                    object["data"]["k"] = json!("x".repeat(200 * 1024));
+                }
+            }
+            e
+        };
+        for i in 1..=10 {
+            let bytes = serde_json::to_vec(&big(i)).expect("encode");
+            db.put_cf(cf(&db, CF_LOG), be(i), bytes).expect("put");
+        }
+        // 200 KiB entries: two fit in the 512 KiB budget, the third would not.
+        let sent = log.limited_get_log_entries(1, 11).await.expect("read");
+        assert_eq!(
+            sent.iter().map(|e| e.log_id.index).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        // One entry over the budget on its own still goes out.
+        let sent = log.read_entries(5..11, 1024).expect("read");
+        assert_eq!(sent.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), vec![5]);
+        // Reads that are not for replication are not limited.
+        assert_eq!(log.try_get_log_entries(1..11).await.expect("read").len(), 10);
     }
 
     #[tokio::test]
