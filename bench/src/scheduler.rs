@@ -143,7 +143,22 @@ pub async fn run(args: &SchedulerArgs) -> Result<SchedulerFigures> {
                             .iter()
                             .map(|i| create_op(&pod(*i)))
                             .collect::<Result<Vec<_>>>()?;
-                        c.txn(ops).await.map(|_| ()).map_err(anyhow::Error::from)
+                        // A leader change can fail a transaction that was
+                        // nevertheless committed; AlreadyExists on a retry
+                        // means the first attempt took.
+                        let mut attempt = 0;
+                        loop {
+                            attempt += 1;
+                            match c.txn(ops.clone()).await {
+                                Ok(_) => return Ok(()),
+                                Err(e) if e.reason == rk_client::Reason::AlreadyExists => return Ok(()),
+                                Err(e) if attempt < 5 => {
+                                    eprintln!("  creating Pods failed ({e}); retrying");
+                                    tokio::time::sleep(Duration::from_millis(500)).await;
+                                }
+                                Err(e) => return Err(anyhow::Error::from(e)),
+                            }
+                        }
                     }
                 })
                 .buffer_unordered(4)
@@ -155,9 +170,17 @@ pub async fn run(args: &SchedulerArgs) -> Result<SchedulerFigures> {
                 .map(|_| start.elapsed())
         })
     };
+    let mut creator = Some(creator);
+    let mut create_time = None;
     let mut bound: HashSet<String> = HashSet::with_capacity(total);
     let deadline = start + Duration::from_secs(args.deadline_secs);
     while bound.len() < total {
+        // Pods that were never created would never be bound: stop at once.
+        if creator.as_ref().is_some_and(|c| c.is_finished()) {
+            if let Some(done) = creator.take() {
+                create_time = Some(done.await??);
+            }
+        }
         let ev = tokio::time::timeout_at(deadline.into(), events.recv()).await;
         match ev {
             Ok(Some(Ok(Event { object, .. }))) => {
@@ -194,7 +217,12 @@ pub async fn run(args: &SchedulerArgs) -> Result<SchedulerFigures> {
         }
     }
     let total_seconds = start.elapsed().as_secs_f64();
-    let create_seconds = creator.await??.as_secs_f64();
+    let create_seconds = match (create_time, creator) {
+        (Some(t), _) => t,
+        (None, Some(c)) => c.await??,
+        (None, None) => bail!("the Pod creator vanished"),
+    }
+    .as_secs_f64();
     drop(cluster);
     Ok(SchedulerFigures {
         nodes: args.nodes,

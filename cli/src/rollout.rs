@@ -96,14 +96,14 @@ pub async fn run(ctx: &mut Ctx<'_>, cmd: RolloutCmd) -> Result<()> {
         }
         RolloutCmd::History { args, revision } => {
             let (kind, name) = one_object(&args, "rollout history")?;
-            if kind.kind != "Deployment" {
+            if !matches!(kind.kind, "Deployment" | "DaemonSet") {
                 return Err(not_supported(kind, "history viewer"));
             }
             history(ctx, kind, &name, revision).await
         }
         RolloutCmd::Undo { args, to_revision } => {
             let (kind, name) = one_object(&args, "rollout undo")?;
-            if kind.kind != "Deployment" {
+            if !matches!(kind.kind, "Deployment" | "DaemonSet") {
                 return Err(not_supported(kind, "rollbacker"));
             }
             undo(ctx, kind, &name, to_revision).await
@@ -373,6 +373,54 @@ async fn replicasets_of(client: &Client, d: &Value) -> Result<Vec<Value>> {
     Ok(items.into_iter().filter(|r| controlled_by(r, uid)).collect())
 }
 
+/// A DaemonSet's history, its ControllerRevisions, in the shape of a
+/// Deployment's ReplicaSets (revision annotation, change cause, template),
+/// so `history` and `undo` treat both kinds alike.
+async fn daemonset_revisions(client: &Client, ds: &Value) -> Result<Vec<Value>> {
+    let params = ListParams {
+        namespace: Some(s(ds, &["metadata", "namespace"]).to_string()),
+        ..Default::default()
+    };
+    let (items, _) = client.list("controllerrevisions.apps", &params).await?;
+    let uid = s(ds, &["metadata", "uid"]);
+    Ok(items
+        .iter()
+        .filter(|r| controlled_by(r, uid))
+        .map(revision_as_replicaset)
+        .collect())
+}
+
+/// One ControllerRevision as [`daemonset_revisions`] presents it.
+pub fn revision_as_replicaset(rev: &Value) -> Value {
+    let mut template = at(rev, &["data", "spec", "template"]).clone();
+    if let Some(t) = template.as_object_mut() {
+        t.remove("$patch");
+    }
+    let mut annotations = serde_json::Map::new();
+    annotations.insert(
+        REVISION_ANNOTATION.into(),
+        Value::String(int(rev, &["revision"]).to_string()),
+    );
+    let cause = s(rev, &["metadata", "annotations", CHANGE_CAUSE]);
+    if !cause.is_empty() {
+        annotations.insert(CHANGE_CAUSE.into(), Value::String(cause.to_string()));
+    }
+    serde_json::json!({
+        "metadata": {"name": s(rev, &["metadata", "name"]), "annotations": annotations},
+        "spec": {"template": template},
+    })
+}
+
+/// The history of a Deployment (its ReplicaSets) or of a DaemonSet (its
+/// ControllerRevisions, see [`daemonset_revisions`]).
+async fn revisions_of(client: &Client, kind: &ResourceKind, obj: &Value) -> Result<Vec<Value>> {
+    if kind.kind == "DaemonSet" {
+        daemonset_revisions(client, obj).await
+    } else {
+        replicasets_of(client, obj).await
+    }
+}
+
 /// The `rollout history` table: one row per revision, oldest first.
 pub fn history_table(replicasets: &[Value]) -> Table {
     let mut rows: Vec<(i64, String)> = replicasets
@@ -402,7 +450,7 @@ async fn history(ctx: &mut Ctx<'_>, kind: &ResourceKind, name: &str, revision: i
     let client = ctx.client()?;
     let ns = ctx.namespace();
     let d = client.get(&kind.group_resource(), &ns, name).await?;
-    let rss = replicasets_of(&client, &d).await?;
+    let rss = revisions_of(&client, kind, &d).await?;
     if revision > 0 {
         let Some(rs) = rss.iter().find(|r| revision_of(r) == revision) else {
             return Err(CliError::local(format!(
@@ -453,7 +501,7 @@ async fn undo(ctx: &mut Ctx<'_>, kind: &ResourceKind, name: &str, to_revision: i
     let client = ctx.client()?;
     let ns = ctx.namespace();
     let d = client.get(&kind.group_resource(), &ns, name).await?;
-    let rss = replicasets_of(&client, &d).await?;
+    let rss = revisions_of(&client, kind, &d).await?;
     let mut skipped: Option<i64> = None;
     modify(&client, kind, &ns, name, |d| {
         if at(d, &["spec", "paused"]).as_bool().unwrap_or(false) {
@@ -550,6 +598,26 @@ mod tests {
         json!({"metadata": {"name": format!("web-{rev}"), "annotations": {REVISION_ANNOTATION: rev}},
                "spec": {"template": {"metadata": {"labels": {"app": "web", "pod-template-hash": rev}},
                                      "spec": {"containers": [{"name": "c", "image": image}]}}}})
+    }
+
+    #[test]
+    fn daemonset_revisions_read_like_replicasets() {
+        let rev = json!({"metadata": {"name": "agent-5d8f", "annotations": {CHANGE_CAUSE: "rkctl set image"}},
+                         "revision": 2,
+                         "data": {"spec": {"template": {"$patch": "replace",
+                                  "metadata": {"labels": {"app": "agent"}},
+                                  "spec": {"containers": [{"name": "c", "image": "b"}]}}}}});
+        let as_rs = revision_as_replicaset(&rev);
+        assert_eq!(revision_of(&as_rs), 2);
+        assert_eq!(
+            history_table(std::slice::from_ref(&as_rs)).render(true),
+            "REVISION   CHANGE-CAUSE\n2          rkctl set image\n"
+        );
+        assert_eq!(
+            template_without_hash(&as_rs),
+            json!({"metadata": {"labels": {"app": "agent"}},
+                   "spec": {"containers": [{"name": "c", "image": "b"}]}})
+        );
     }
 
     #[test]

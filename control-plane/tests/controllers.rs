@@ -65,6 +65,36 @@ fn all_bound(pods: &[Value]) -> bool {
     })
 }
 
+/// Waits until an Event about `object` has `reason` and a message that
+/// starts with `message`.
+async fn wait_event(c: &Client, object: &str, reason: &str, message: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (events, _) = c
+            .list(
+                "events",
+                &ListParams {
+                    namespace: Some("default".into()),
+                    field_selector: format!("involvedObject.name={object}"),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("events");
+        if events
+            .iter()
+            .any(|e| e["reason"] == reason && e["message"].as_str().is_some_and(|m| m.starts_with(message)))
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {reason} event for {object} starting {message:?}: {events:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicaset_pods_are_created_bound_and_scaled() {
     let cluster = Cluster::start(1);
@@ -93,10 +123,26 @@ async fn replicaset_pods_are_created_bound_and_scaled() {
         .collect();
     assert_eq!(nodes.len(), 2, "pods of one owner spread across nodes");
 
+    // Every decision left an Event, as in Kubernetes.
+    let scheduled = format!(
+        "Successfully assigned default/{} to {}",
+        pods[0]["metadata"]["name"].as_str().unwrap_or(""),
+        pods[0]["spec"]["nodeName"].as_str().unwrap_or("")
+    );
+    wait_event(&c, "web", "SuccessfulCreate", "Created pod: web-").await;
+    wait_event(
+        &c,
+        pods[0]["metadata"]["name"].as_str().unwrap_or(""),
+        "Scheduled",
+        &scheduled,
+    )
+    .await;
+
     let mut rs = c.get("replicasets.apps", "default", "web").await.expect("get rs");
     rs["spec"]["replicas"] = json!(1);
     c.update("replicasets.apps", &rs).await.expect("scale down");
     wait_pods(&c, "web", "1 pod", |p| p.len() == 1).await;
+    wait_event(&c, "web", "SuccessfulDelete", "Deleted pod: web-").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let rs = c.get("replicasets.apps", "default", "web").await.expect("get rs");

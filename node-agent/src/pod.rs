@@ -77,6 +77,17 @@ pub async fn blocking<T: Send + 'static>(
     }
 }
 
+/// A suffix that makes an Event's name unique, like Kubernetes': the time
+/// in nanoseconds, plus a counter for Events of the same nanosecond.
+fn event_suffix() -> u128 {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    nanos + u128::from(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
 /// How often a Pod worker looks for containers that exited (the runtime
 /// records each exit in a file; Kubernetes' kubelet relists every second).
 const EXIT_POLL: Duration = Duration::from_secs(1);
@@ -579,6 +590,36 @@ impl Worker {
         );
         s.last_state = Some(s.state.clone());
         s.state = CState::waiting("CrashLoopBackOff", &msg);
+        let container = s.spec.name.clone();
+        self.event(
+            "Warning",
+            "BackOff",
+            format!("Back-off restarting failed container {container}"),
+        );
+    }
+
+    /// Records a Kubernetes Event about this Pod, as the kubelet would
+    /// (source "kubelet" on this node). Best effort and in the background:
+    /// a Pod never waits on its Events.
+    fn event(&self, etype: &'static str, reason: &'static str, message: String) {
+        let now = crate::node::now_rfc3339();
+        let (name, namespace) = (self.name().to_string(), self.namespace().to_string());
+        let node = self.env.cfg.name.clone();
+        let event = serde_json::json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": format!("{name}.{:x}", event_suffix()), "namespace": namespace},
+            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": namespace, "uid": self.uid},
+            "reason": reason, "message": message, "type": etype,
+            "source": {"component": "kubelet", "host": node},
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            "reportingComponent": "kubelet", "reportingInstance": node,
+        });
+        let client = self.env.client.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client.create("events", &event).await {
+                tracing::debug!(error = %e, reason, "could not record event");
+            }
+        });
     }
 
     /// Reads every live container's state from the runtime and notices exits.
@@ -749,6 +790,7 @@ impl Worker {
                 } else {
                     f.reason
                 };
+                let event = format!("Failed to pull image \"{image_name}\": {}", f.message);
                 s.state = CState::waiting(reason, &f.message);
                 s.backoff = if s.backoff.is_zero() {
                     self.env.backoff_initial
@@ -756,6 +798,7 @@ impl Worker {
                     (s.backoff * 2).min(self.env.backoff_max)
                 };
                 s.next_start = Some(Instant::now() + s.backoff);
+                self.event("Warning", "Failed", event);
                 return;
             }
         };
@@ -799,6 +842,11 @@ impl Worker {
         let t = Instant::now();
         let started = blocking(&self.env.rt, move |rt| rt.start_container(&spec)).await;
         tracing::debug!(container = %id, ms = t.elapsed().as_millis() as u64, "container started");
+        let name = self.slots[i].spec.name.clone();
+        match &started {
+            Ok(_) => self.event("Normal", "Started", format!("Started container {name}")),
+            Err(e) => self.event("Warning", "Failed", format!("Error: {e}")),
+        }
         let s = &mut self.slots[i];
         match started {
             Ok(st) => {
@@ -929,6 +977,15 @@ impl Worker {
             .unwrap_or(30)
             .max(0) as u64;
         let deadline = Instant::now() + Duration::from_secs(grace);
+        let running: Vec<String> = self
+            .slots
+            .iter()
+            .filter(|s| matches!(s.state, CState::Running { .. }))
+            .map(|s| s.spec.name.clone())
+            .collect();
+        for name in running {
+            self.event("Normal", "Killing", format!("Stopping container {name}"));
+        }
         let mut stops = Vec::new();
         for s in &mut self.slots {
             s.stop_probes();

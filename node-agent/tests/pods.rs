@@ -130,6 +130,27 @@ async fn exit_codes_restart_policies_oom_and_init_order() {
         .await;
         assert_eq!(p["status"]["phase"], "Running", "{name}: {p:#}");
     }
+    // The agent reports what it did as Events, as the kubelet does.
+    let reasons = eventually(WAIT, "Started and BackOff events", logs(&cluster, &agent), || {
+        let c = c.clone();
+        async move {
+            let params = rk_client::ListParams {
+                namespace: Some("default".into()),
+                field_selector: "involvedObject.name=always".into(),
+                ..Default::default()
+            };
+            let (events, _) = c.list("events", &params).await.ok()?;
+            let reasons: Vec<String> = events
+                .iter()
+                .filter(|e| e["source"]["component"] == "kubelet")
+                .map(|e| e["reason"].as_str().unwrap_or_default().to_string())
+                .collect();
+            (reasons.iter().any(|r| r == "Started") && reasons.iter().any(|r| r == "BackOff"))
+                .then_some(reasons)
+        }
+    })
+    .await;
+    assert!(!reasons.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

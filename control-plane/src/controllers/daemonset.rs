@@ -9,7 +9,7 @@
 use super::runtime::{
     controller_owner_key, key_of, split_key, Action, Cache, Change, Ctx, ReconcileError, Reconciler,
 };
-use super::{now, to_json, typed};
+use super::{now, record_event, to_json, typed};
 use crate::store::objects::meta_str;
 use crate::store::types::EventKind;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
@@ -21,6 +21,8 @@ use std::time::Duration;
 
 const RESOURCE: &str = "daemonsets.apps";
 const REVISIONS: &str = "controllerrevisions.apps";
+/// The Events' source, as Kubernetes names it.
+const COMPONENT: &str = "daemonset-controller";
 
 /// The DaemonSet controller. It reads its own writes through the
 /// controller runtime, which waits before each reconcile until the cache has
@@ -230,11 +232,23 @@ impl Reconciler for DaemonSetController {
             }
         }
         for name in &p.delete {
-            deleted(
+            let gone = deleted(
                 ctx.writer
                     .delete("pods", ns, name, pod_uid(name).as_deref())
                     .await,
             )?;
+            if gone.is_some() {
+                let message = format!("Deleted pod: {name}");
+                record_event(
+                    &ctx.writer,
+                    &obj,
+                    "Normal",
+                    "SuccessfulDelete",
+                    &message,
+                    COMPONENT,
+                )
+                .await;
+            }
         }
         for name in &p.force_delete {
             let Some(pod_uid) = pod_uid(name) else {
@@ -244,7 +258,17 @@ impl Reconciler for DaemonSetController {
         }
         for node in &p.create {
             let pod = to_json(&pod_for_node(&ds, node, &history.hash));
-            ctx.writer.create("pods", &pod).await?;
+            let created = ctx.writer.create("pods", &pod).await?;
+            let message = format!("Created pod: {}", meta_str(&created, "name"));
+            record_event(
+                &ctx.writer,
+                &obj,
+                "Normal",
+                "SuccessfulCreate",
+                &message,
+                COMPONENT,
+            )
+            .await;
         }
         for name in &history.delete {
             let rev_uid = ctx

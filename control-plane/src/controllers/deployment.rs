@@ -7,7 +7,7 @@
 use super::runtime::{
     controller_owner_key, key_of, split_key, Action, Cache, Change, Ctx, ReconcileError, Reconciler,
 };
-use super::{now, to_json, typed};
+use super::{now, record_event, to_json, typed};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use rk_api::Reason;
 use rk_controllers::deployment::{
@@ -19,6 +19,8 @@ use std::time::Duration;
 
 const RESOURCE: &str = "deployments.apps";
 const RS: &str = "replicasets.apps";
+/// The Events' source, as Kubernetes names it.
+const COMPONENT: &str = "deployment-controller";
 
 pub struct DeploymentController;
 
@@ -91,7 +93,21 @@ impl Reconciler for DeploymentController {
         if let Some(replicas) = plan.create_new {
             let rs = new_replica_set(&d, max_revision(&owned) + 1, replicas);
             match ctx.writer.create(RS, &to_json(&rs)).await {
-                Ok(_) => {}
+                Ok(_) => {
+                    let message = format!(
+                        "Scaled up replica set {} to {replicas}",
+                        rs.metadata.name.as_deref().unwrap_or_default()
+                    );
+                    record_event(
+                        &ctx.writer,
+                        &obj,
+                        "Normal",
+                        "ScalingReplicaSet",
+                        &message,
+                        COMPONENT,
+                    )
+                    .await;
+                }
                 // Someone (an earlier attempt) made it already: look again.
                 Err(e) if e.reason == Reason::AlreadyExists => {
                     return Ok(Action::Requeue(Duration::from_millis(100)))
@@ -102,6 +118,7 @@ impl Reconciler for DeploymentController {
         for (name, replicas) in &plan.scale {
             if let Some(rs) = ctx.cache.get(RS, &format!("{ns}/{name}")) {
                 let mut rs = (*rs).clone();
+                let before = rs["spec"]["replicas"].as_i64().unwrap_or(1);
                 rs["spec"]["replicas"] = json!(replicas);
                 if Some(name) == new_name.as_ref() {
                     if let Some(rev) = plan.set_new_revision {
@@ -109,6 +126,20 @@ impl Reconciler for DeploymentController {
                     }
                 }
                 ctx.writer.update(RS, &rs).await?;
+                let after = i64::from(*replicas);
+                if after != before {
+                    let direction = if after > before { "up" } else { "down" };
+                    let message = format!("Scaled {direction} replica set {name} to {after} from {before}");
+                    record_event(
+                        &ctx.writer,
+                        &obj,
+                        "Normal",
+                        "ScalingReplicaSet",
+                        &message,
+                        COMPONENT,
+                    )
+                    .await;
+                }
             }
         }
         if let (Some(rev), Some(name)) = (plan.set_new_revision, &new_name) {

@@ -9,7 +9,7 @@ use super::runtime::{
     controlled_by, controller_owner_key, key_of, split_key, Action, Cache, Change, Ctx, ReconcileError,
     Reconciler,
 };
-use super::{to_json, typed};
+use super::{record_event, to_json, typed};
 use crate::clock::SharedClock;
 use crate::store::objects::{meta_str, resource_version};
 use crate::store::types::Op;
@@ -17,13 +17,15 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use rk_api::Reason;
 use rk_controllers::job::{
-    plan_with_backoff, pod_from_template, ttl_expired, ttl_expires_at, JobBackoff, JOB_NAME_LABEL,
-    TRACKING_FINALIZER,
+    finished_condition, plan_with_backoff, pod_from_template, ttl_expired, ttl_expires_at, JobBackoff,
+    JOB_NAME_LABEL, TRACKING_FINALIZER,
 };
 use serde_json::Value;
 use std::sync::Arc;
 
 const RESOURCE: &str = "jobs.batch";
+/// The Events' source, as Kubernetes names it.
+const COMPONENT: &str = "job-controller";
 
 pub struct JobController {
     /// Deadlines, TTLs and the failure back-off are measured on this clock
@@ -196,6 +198,7 @@ impl Reconciler for JobController {
         for pod in p.release.iter().filter_map(|n| by_name(n)) {
             ops.push(release_op(ctx, pod)?);
         }
+        let first_create = ops.len();
         if p.create_indexes.is_empty() {
             for _ in 0..p.create {
                 ops.push(
@@ -222,8 +225,41 @@ impl Reconciler for JobController {
                 grace_period_seconds: None,
             });
         }
+        let created = p.create.max(p.create_indexes.len());
         if ops.len() > 1 || matches!(ops.first(), Some(Op::Update { .. })) {
-            ctx.writer.txn(ops).await?;
+            let written = ctx.writer.txn(ops).await?;
+            for pod in written.iter().skip(first_create).take(created) {
+                let message = format!("Created pod: {}", meta_str(pod, "name"));
+                record_event(
+                    &ctx.writer,
+                    &obj,
+                    "Normal",
+                    "SuccessfulCreate",
+                    &message,
+                    COMPONENT,
+                )
+                .await;
+            }
+            if p.finished && finished_condition(&job).is_none() {
+                let ended = p
+                    .status
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .find(|c| matches!(c.type_.as_str(), "Complete" | "Failed") && c.status == "True");
+                if let Some(c) = ended {
+                    let (etype, reason, message) = if c.type_ == "Complete" {
+                        ("Normal", "Completed", "Job completed".to_string())
+                    } else {
+                        (
+                            "Warning",
+                            c.reason.as_deref().unwrap_or("Failed"),
+                            c.message.clone().unwrap_or_default(),
+                        )
+                    };
+                    record_event(&ctx.writer, &obj, etype, reason, &message, COMPONENT).await;
+                }
+            }
         }
         let until = |t| self.clock.until(t);
         let wake = if p.finished {

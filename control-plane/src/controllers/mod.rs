@@ -97,10 +97,19 @@ pub async fn record_event(
     message: &str,
     component: &str,
 ) {
+    let ev = event_object(object, etype, reason, message, component);
+    if let Err(e) = writer.create("events", &ev).await {
+        tracing::debug!(error = %e, reason, "could not record event");
+    }
+}
+
+/// The Event [`record_event`] writes, for controllers that put it into a
+/// transaction with the change it reports.
+pub fn event_object(object: &Value, etype: &str, reason: &str, message: &str, component: &str) -> Value {
     let ns = object["metadata"]["namespace"].as_str().unwrap_or("default");
     let name = object["metadata"]["name"].as_str().unwrap_or("");
     let now = crate::clock::now_rfc3339();
-    let ev = json!({
+    json!({
         "apiVersion": "v1", "kind": "Event",
         // Named like Kubernetes' events: the object's name and a unique
         // hexadecimal suffix (generateName cannot end in a dot).
@@ -113,10 +122,7 @@ pub async fn record_event(
         "source": {"component": component},
         "firstTimestamp": now, "lastTimestamp": now, "count": 1,
         "reportingComponent": component,
-    });
-    if let Err(e) = writer.create("events", &ev).await {
-        tracing::debug!(error = %e, reason, "could not record event");
-    }
+    })
 }
 
 /// What the controllers are configured with beyond the store.

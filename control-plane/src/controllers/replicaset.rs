@@ -5,7 +5,8 @@
 use super::runtime::{
     controller_owner_key, key_of, split_key, Action, Cache, Change, Ctx, ReconcileError, Reconciler,
 };
-use super::{now, to_json, typed};
+use super::{now, record_event, to_json, typed};
+use crate::store::objects::meta_str;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use rk_api::Reason;
@@ -14,6 +15,8 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 const RESOURCE: &str = "replicasets.apps";
+/// The Events' source, as Kubernetes names it.
+const COMPONENT: &str = "replicaset-controller";
 
 pub struct ReplicaSetController;
 
@@ -69,11 +72,32 @@ impl Reconciler for ReplicaSetController {
         });
         for _ in 0..p.create {
             let pod = to_json(&pod_from_template(&rs));
-            ctx.writer.create("pods", &pod).await?;
+            let created = ctx.writer.create("pods", &pod).await?;
+            let message = format!("Created pod: {}", meta_str(&created, "name"));
+            record_event(
+                &ctx.writer,
+                &obj,
+                "Normal",
+                "SuccessfulCreate",
+                &message,
+                COMPONENT,
+            )
+            .await;
         }
         for name in &p.delete {
             match ctx.writer.delete("pods", ns, name, None).await {
-                Ok(_) => {}
+                Ok(_) => {
+                    let message = format!("Deleted pod: {name}");
+                    record_event(
+                        &ctx.writer,
+                        &obj,
+                        "Normal",
+                        "SuccessfulDelete",
+                        &message,
+                        COMPONENT,
+                    )
+                    .await;
+                }
                 Err(e) if e.reason == Reason::NotFound => {}
                 Err(e) => return Err(e.into()),
             }

@@ -17,7 +17,7 @@
 //! last write), so the snapshot never forgets a binding.
 
 use super::runtime::{key_of, Action, Cache, Change, Ctx, ReconcileError, Reconciler};
-use super::{record_event, set_condition};
+use super::{event_object, record_event, set_condition};
 use crate::store::objects::{meta_str, resource_version};
 use crate::store::types::{EventKind, Op};
 use futures::stream::{self, StreamExt};
@@ -36,7 +36,7 @@ const PENDING: &str = "pending";
 /// Writes in flight at once at the end of a pass.
 const WRITES_IN_FLIGHT: usize = 16;
 /// Bindings per transaction: one Raft entry and one state-machine batch
-/// bind this many Pods.
+/// bind this many Pods (and record their "Scheduled" Events).
 const BINDS_PER_TXN: usize = 128;
 /// Pods decided per pass, so a huge backlog still commits in steps.
 const MAX_PODS_PER_PASS: usize = 20_000;
@@ -345,12 +345,27 @@ fn bind_op(obj: &Value, node: &str) -> Result<Op, ReconcileError> {
     })
 }
 
+/// The binding and its "Scheduled" Event, committed together.
+fn bind_ops(ctx: &Ctx, obj: &Value, node: &str) -> Result<[Op; 2], ReconcileError> {
+    let message = format!(
+        "Successfully assigned {}/{} to {node}",
+        meta_str(obj, "namespace"),
+        meta_str(obj, "name")
+    );
+    let event = event_object(obj, "Normal", "Scheduled", &message, SCHEDULER_NAME);
+    Ok([bind_op(obj, node)?, ctx.writer.create_op("events", &event)?])
+}
+
 /// Binds a batch of pods in one transaction; returns how many bindings
 /// failed. A transaction is all or nothing, so when one pod of the batch
 /// changed since the scheduler saw it (a conflict), the others are bound
 /// one by one instead of waiting for the next pass.
 async fn bind_batch(ctx: &Ctx, batch: Vec<(Arc<Value>, String)>) -> usize {
-    let ops: Result<Vec<Op>, ReconcileError> = batch.iter().map(|(pod, node)| bind_op(pod, node)).collect();
+    let ops: Result<Vec<Op>, ReconcileError> = batch
+        .iter()
+        .map(|(pod, node)| bind_ops(ctx, pod, node))
+        .collect::<Result<Vec<[Op; 2]>, _>>()
+        .map(|pairs| pairs.into_iter().flatten().collect());
     let result = match ops {
         Ok(ops) => ctx.writer.txn(ops).await.map_err(ReconcileError::from),
         Err(e) => Err(e),
@@ -365,8 +380,8 @@ async fn bind_batch(ctx: &Ctx, batch: Vec<(Arc<Value>, String)>) -> usize {
         {
             let mut failed = 0;
             for (pod, node) in &batch {
-                let one = match bind_op(pod, node) {
-                    Ok(op) => ctx.writer.txn(vec![op]).await.map_err(ReconcileError::from),
+                let one = match bind_ops(ctx, pod, node) {
+                    Ok(ops) => ctx.writer.txn(ops.into()).await.map_err(ReconcileError::from),
                     Err(e) => Err(e),
                 };
                 if let Err(e) = one {
