@@ -9,7 +9,7 @@
 use super::runtime::{
     controller_owner_key, key_of, split_key, Action, Cache, Change, Ctx, ReconcileError, Reconciler,
 };
-use super::{now, record_event, to_json, typed};
+use super::{now, record_pod_created, record_pod_deleted, to_json, typed};
 use crate::store::objects::meta_str;
 use crate::store::types::EventKind;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
@@ -238,16 +238,7 @@ impl Reconciler for DaemonSetController {
                     .await,
             )?;
             if gone.is_some() {
-                let message = format!("Deleted pod: {name}");
-                record_event(
-                    &ctx.writer,
-                    &obj,
-                    "Normal",
-                    "SuccessfulDelete",
-                    &message,
-                    COMPONENT,
-                )
-                .await;
+                record_pod_deleted(&ctx.writer, &obj, name, COMPONENT).await;
             }
         }
         for name in &p.force_delete {
@@ -259,16 +250,7 @@ impl Reconciler for DaemonSetController {
         for node in &p.create {
             let pod = to_json(&pod_for_node(&ds, node, &history.hash));
             let created = ctx.writer.create("pods", &pod).await?;
-            let message = format!("Created pod: {}", meta_str(&created, "name"));
-            record_event(
-                &ctx.writer,
-                &obj,
-                "Normal",
-                "SuccessfulCreate",
-                &message,
-                COMPONENT,
-            )
-            .await;
+            record_pod_created(&ctx.writer, &obj, &created, COMPONENT).await;
         }
         for name in &history.delete {
             let rev_uid = ctx

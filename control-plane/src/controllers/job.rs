@@ -9,7 +9,7 @@ use super::runtime::{
     controlled_by, controller_owner_key, key_of, split_key, Action, Cache, Change, Ctx, ReconcileError,
     Reconciler,
 };
-use super::{record_event, to_json, typed};
+use super::{record_event, record_pod_created, to_json, typed};
 use crate::clock::SharedClock;
 use crate::store::objects::{meta_str, resource_version};
 use crate::store::types::Op;
@@ -229,16 +229,7 @@ impl Reconciler for JobController {
         if ops.len() > 1 || matches!(ops.first(), Some(Op::Update { .. })) {
             let written = ctx.writer.txn(ops).await?;
             for pod in written.iter().skip(first_create).take(created) {
-                let message = format!("Created pod: {}", meta_str(pod, "name"));
-                record_event(
-                    &ctx.writer,
-                    &obj,
-                    "Normal",
-                    "SuccessfulCreate",
-                    &message,
-                    COMPONENT,
-                )
-                .await;
+                record_pod_created(&ctx.writer, &obj, pod, COMPONENT).await;
             }
             if p.finished && finished_condition(&job).is_none() {
                 let ended = p

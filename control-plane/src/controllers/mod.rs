@@ -103,6 +103,20 @@ pub async fn record_event(
     }
 }
 
+/// Records "SuccessfulCreate" about `owner` for the Pod it just created,
+/// as the ReplicaSet, DaemonSet and Job controllers of Kubernetes do.
+pub async fn record_pod_created(writer: &Writer, owner: &Value, pod: &Value, component: &str) {
+    let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+    let message = format!("Created pod: {name}");
+    record_event(writer, owner, "Normal", "SuccessfulCreate", &message, component).await;
+}
+
+/// Records "SuccessfulDelete" about `owner` for the Pod it just deleted.
+pub async fn record_pod_deleted(writer: &Writer, owner: &Value, pod_name: &str, component: &str) {
+    let message = format!("Deleted pod: {pod_name}");
+    record_event(writer, owner, "Normal", "SuccessfulDelete", &message, component).await;
+}
+
 /// The Event [`record_event`] writes, for controllers that put it into a
 /// transaction with the change it reports.
 pub fn event_object(object: &Value, etype: &str, reason: &str, message: &str, component: &str) -> Value {

@@ -5,8 +5,7 @@
 use super::runtime::{
     controller_owner_key, key_of, split_key, Action, Cache, Change, Ctx, ReconcileError, Reconciler,
 };
-use super::{now, record_event, to_json, typed};
-use crate::store::objects::meta_str;
+use super::{now, record_pod_created, record_pod_deleted, to_json, typed};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use rk_api::Reason;
@@ -73,30 +72,12 @@ impl Reconciler for ReplicaSetController {
         for _ in 0..p.create {
             let pod = to_json(&pod_from_template(&rs));
             let created = ctx.writer.create("pods", &pod).await?;
-            let message = format!("Created pod: {}", meta_str(&created, "name"));
-            record_event(
-                &ctx.writer,
-                &obj,
-                "Normal",
-                "SuccessfulCreate",
-                &message,
-                COMPONENT,
-            )
-            .await;
+            record_pod_created(&ctx.writer, &obj, &created, COMPONENT).await;
         }
         for name in &p.delete {
             match ctx.writer.delete("pods", ns, name, None).await {
                 Ok(_) => {
-                    let message = format!("Deleted pod: {name}");
-                    record_event(
-                        &ctx.writer,
-                        &obj,
-                        "Normal",
-                        "SuccessfulDelete",
-                        &message,
-                        COMPONENT,
-                    )
-                    .await;
+                    record_pod_deleted(&ctx.writer, &obj, name, COMPONENT).await;
                 }
                 Err(e) if e.reason == Reason::NotFound => {}
                 Err(e) => return Err(e.into()),
