@@ -44,6 +44,8 @@ pub struct Options {
     pub test_clock_file: Option<PathBuf>,
     /// The Job controller's delay before replacing a failed pod.
     pub job_backoff: JobBackoff,
+    /// When a node counts as lost, and how long its Pods stay.
+    pub node_lifecycle: crate::controllers::nodelifecycle::NodeLifecycle,
 }
 
 impl Default for Options {
@@ -56,6 +58,7 @@ impl Default for Options {
             snapshot_every: 10_000,
             test_clock_file: None,
             job_backoff: JobBackoff::default(),
+            node_lifecycle: Default::default(),
         }
     }
 }
@@ -256,6 +259,7 @@ async fn start(
     let settings = crate::controllers::Settings {
         clock: crate::clock::controller_clock(opts.test_clock_file.as_deref()),
         job_backoff: opts.job_backoff,
+        node_lifecycle: opts.node_lifecycle,
     };
     tokio::spawn(crate::controllers::run_while_leader(
         replica.clone(),

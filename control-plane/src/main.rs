@@ -45,6 +45,16 @@ struct Tuning {
     /// Kubernetes' 10 s; tests lower it.
     #[arg(long, hide = true, default_value_t = 10_000)]
     job_backoff_base_ms: u64,
+    /// Seconds a node may go without renewing its Lease before it is
+    /// marked unreachable (Kubernetes' kube-controller-manager flag of the
+    /// same name, 40 s there). Raise it where agents can stall for seconds,
+    /// such as emulated VMs.
+    #[arg(long, default_value_t = 5)]
+    node_monitor_grace_period: u64,
+    /// Seconds a Pod without its own toleration stays on an unreachable
+    /// node before it is evicted (kube-apiserver's flag; 300 s there).
+    #[arg(long, default_value_t = 2)]
+    default_unreachable_toleration_seconds: u64,
 }
 
 impl Tuning {
@@ -59,6 +69,10 @@ impl Tuning {
             job_backoff: JobBackoff {
                 base: Duration::from_millis(self.job_backoff_base_ms),
                 ..JobBackoff::default()
+            },
+            node_lifecycle: rk_control_plane::controllers::nodelifecycle::NodeLifecycle {
+                grace: Duration::from_secs(self.node_monitor_grace_period.max(1)),
+                default_toleration: Duration::from_secs(self.default_unreachable_toleration_seconds),
             },
         }
     }

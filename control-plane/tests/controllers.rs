@@ -828,6 +828,81 @@ async fn a_node_that_stops_renewing_its_lease_is_tainted_and_its_pods_move() {
     let _ = r2.await;
 }
 
+fn unreachable_taint(n: &Value) -> bool {
+    n["spec"]["taints"]
+        .as_array()
+        .is_some_and(|t| t.iter().any(|t| t["key"] == "node.kubernetes.io/unreachable"))
+}
+
+/// Slow machines (emulated VMs) get a longer grace: with
+/// `--node-monitor-grace-period 8` a node is still trusted well past the
+/// 5 s default, and its Pods stay for `--default-unreachable-toleration-seconds`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_grace_period_and_default_toleration_are_flags() {
+    let cluster = Cluster::start_with(
+        1,
+        &[
+            "--node-monitor-grace-period",
+            "8",
+            "--default-unreachable-toleration-seconds",
+            "3",
+        ],
+    );
+    let c = cluster.client();
+    for n in ["slow1", "slow2"] {
+        c.create("nodes", &node(n, "4", json!({"kubernetes.io/hostname": n})))
+            .await
+            .expect("node");
+        c.create("leases.coordination.k8s.io", &lease(n))
+            .await
+            .expect("lease");
+    }
+    let stop1 = tokio_util::sync::CancellationToken::new();
+    let stop2 = tokio_util::sync::CancellationToken::new();
+    let r1 = renew(cluster.client(), "slow1", stop1.clone());
+    let r2 = renew(cluster.client(), "slow2", stop2.clone());
+    c.create("replicasets.apps", &replicaset("patient", 2))
+        .await
+        .expect("rs");
+    wait_pods(&c, "patient", "2 bound pods", |p| {
+        p.len() == 2 && all_bound(p) && p.iter().any(|p| p["spec"]["nodeName"] == "slow1")
+    })
+    .await;
+
+    stop1.cancel();
+    let _ = r1.await;
+    let lost_at = tokio::time::Instant::now();
+    // Renewals come every 500 ms and are compared in whole seconds, so the
+    // taint lands between 7 and 9 s after the last one.
+    tokio::time::sleep(Duration::from_millis(6000)).await;
+    let n1 = c.get("nodes", "", "slow1").await.expect("slow1");
+    assert!(
+        !unreachable_taint(&n1),
+        "tainted after {:?}, before the 8 s grace: {n1}",
+        lost_at.elapsed()
+    );
+    wait_until("slow1 tainted unreachable", || async {
+        c.get("nodes", "", "slow1")
+            .await
+            .is_ok_and(|n| unreachable_taint(&n))
+    })
+    .await;
+    let tainted_after = lost_at.elapsed();
+    // The Pod on slow1 stays for the 3 s toleration, then moves.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pods = pods_of(&c, "patient").await;
+    assert!(
+        pods.iter().any(|p| p["spec"]["nodeName"] == "slow1"),
+        "the pod left slow1 before its 3 s toleration ({tainted_after:?} after the last renewal): {pods:?}"
+    );
+    wait_pods(&c, "patient", "both pods on slow2", |p| {
+        p.len() == 2 && all_bound(p) && p.iter().all(|p| p["spec"]["nodeName"] == "slow2")
+    })
+    .await;
+    stop2.cancel();
+    let _ = r2.await;
+}
+
 fn daemonset(name: &str, image: &str, strategy: Value) -> Value {
     json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
         "metadata": {"name": name, "namespace": "default"},

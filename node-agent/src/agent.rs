@@ -24,6 +24,9 @@ pub struct RunOptions {
     pub log_max_files: u32,
     pub image_gc_high_percent: u64,
     pub image_gc_low_percent: u64,
+    /// How long one request waits for a replica before the client tries
+    /// the next one.
+    pub api_attempt_timeout: Duration,
 }
 
 impl Default for RunOptions {
@@ -38,6 +41,7 @@ impl Default for RunOptions {
             log_max_files: 5,
             image_gc_high_percent: 85,
             image_gc_low_percent: 80,
+            api_attempt_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -77,7 +81,7 @@ pub async fn run(dir: DataDir, opts: RunOptions, shutdown: CancellationToken) ->
     let mut client = Client::new(cfg.servers.clone(), identity.clone()).context("control-plane client")?;
     // A replica that stops answering must not stall Lease renewals past the
     // node grace period: give up on it quickly and move to the next.
-    client.attempt_timeout = Duration::from_secs(2);
+    client.attempt_timeout = opts.api_attempt_timeout;
     let rt_config = rk_runtime::RuntimeConfig {
         state_dir: dir.runtime(),
         cgroup_parent: cfg.cgroup_parent.clone(),

@@ -84,6 +84,12 @@ struct RunFlags {
     log_max_bytes: u64,
     #[arg(long, default_value_t = 5)]
     log_max_files: u32,
+    /// How long one request to a replica may take before the agent tries
+    /// the next replica, in milliseconds. It must stay well under the
+    /// control plane's --node-monitor-grace-period, or one stalled replica
+    /// makes the node look lost.
+    #[arg(long, default_value_t = 2_000)]
+    api_timeout_ms: u64,
 }
 
 impl RunFlags {
@@ -95,6 +101,7 @@ impl RunFlags {
             lease_interval: Duration::from_millis(self.lease_interval_ms.max(100)),
             log_max_bytes: self.log_max_bytes.max(4096),
             log_max_files: self.log_max_files.max(1),
+            api_attempt_timeout: Duration::from_millis(self.api_timeout_ms.max(100)),
             ..RunOptions::default()
         }
     }

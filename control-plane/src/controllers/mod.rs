@@ -146,6 +146,8 @@ pub struct Settings {
     pub clock: SharedClock,
     /// The Job controller's delay before replacing a failed pod.
     pub job_backoff: JobBackoff,
+    /// The node lifecycle controller's grace period and default toleration.
+    pub node_lifecycle: nodelifecycle::NodeLifecycle,
 }
 
 /// Runs the controllers whenever this replica leads, until `shutdown`.
@@ -246,7 +248,7 @@ fn start(
         clock: settings.clock.clone(),
     };
     tasks.push(spawn(cronjobs, &ctx, &informer, &term));
-    tasks.push(spawn(nodelifecycle::NodeLifecycle, &ctx, &informer, &term));
+    tasks.push(spawn(settings.node_lifecycle, &ctx, &informer, &term));
     let gc = gc::GarbageCollector {
         store: replica.store.clone(),
     };

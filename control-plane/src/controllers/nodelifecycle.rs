@@ -1,9 +1,13 @@
 //! Node lifecycle: a node whose Lease (kube-node-lease/<node>) has not been
-//! renewed for `NODE_GRACE` is marked Ready=Unknown and tainted
+//! renewed for its grace period (`NodeLifecycle::grace`, 5 s by default)
+//! is marked Ready=Unknown and tainted
 //! `node.kubernetes.io/unreachable:NoExecute`; its Pods that do not
 //! tolerate that taint are evicted (deleted) once their toleration runs
-//! out — by default `DEFAULT_TOLERATION`, far shorter than Kubernetes' 300 s,
-//! so owners replace them elsewhere quickly. A renewed Lease lifts the taint.
+//! out: by default `NodeLifecycle::default_toleration` (2 s), far shorter
+//! than Kubernetes' 300 s, so owners replace them elsewhere quickly. A
+//! renewed Lease lifts the taint. Both are flags of `rk-control-plane`
+//! (`--node-monitor-grace-period`, `--default-unreachable-toleration-seconds`):
+//! slow machines (emulated VMs) need a longer grace.
 
 use super::runtime::{Action, Cache, Change, Ctx, ReconcileError, Reconciler};
 use super::{now, record_event, set_condition};
@@ -12,14 +16,32 @@ use rk_api::Reason;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// How long a node may go without renewing its Lease.
+/// The default of how long a node may go without renewing its Lease.
 pub const NODE_GRACE: Duration = Duration::from_secs(5);
-/// How long a Pod without its own toleration stays on an unreachable node.
+/// The default of how long a Pod without its own toleration stays on an
+/// unreachable node.
 pub const DEFAULT_TOLERATION: Duration = Duration::from_secs(2);
 const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 const LEASES: &str = "leases.coordination.k8s.io";
 
-pub struct NodeLifecycle;
+#[derive(Clone, Copy, Debug)]
+pub struct NodeLifecycle {
+    /// How long a node may go without renewing its Lease before it is
+    /// considered lost.
+    pub grace: Duration,
+    /// How long a Pod without its own unreachable toleration stays on a
+    /// lost node.
+    pub default_toleration: Duration,
+}
+
+impl Default for NodeLifecycle {
+    fn default() -> Self {
+        NodeLifecycle {
+            grace: NODE_GRACE,
+            default_toleration: DEFAULT_TOLERATION,
+        }
+    }
+}
 
 fn rfc3339_seconds(s: &str) -> Option<i64> {
     s.parse::<k8s_openapi::jiff::Timestamp>()
@@ -28,9 +50,9 @@ fn rfc3339_seconds(s: &str) -> Option<i64> {
 }
 
 /// Seconds a pod tolerates the unreachable taint: its own toleration's
-/// tolerationSeconds, forever if it tolerates without a limit, else the
-/// default.
-fn toleration_seconds(pod: &Value) -> Option<u64> {
+/// tolerationSeconds, forever if it tolerates without a limit, else
+/// `default`.
+fn toleration_seconds(pod: &Value, default: Duration) -> Option<u64> {
     let tolerations = pod["spec"]["tolerations"].as_array().cloned().unwrap_or_default();
     for t in tolerations {
         let key_ok = t["key"] == UNREACHABLE || (t["key"].is_null() && t["operator"] == "Exists");
@@ -39,7 +61,7 @@ fn toleration_seconds(pod: &Value) -> Option<u64> {
             return t["tolerationSeconds"].as_i64().map(|s| s.max(0) as u64);
         }
     }
-    Some(DEFAULT_TOLERATION.as_secs())
+    Some(default.as_secs())
 }
 
 fn taint_time(node: &Value) -> Option<i64> {
@@ -87,7 +109,7 @@ impl Reconciler for NodeLifecycle {
             .as_str()
             .and_then(rfc3339_seconds)
             .unwrap_or(0);
-        let deadline = renewed + NODE_GRACE.as_secs() as i64;
+        let deadline = renewed + self.grace.as_secs() as i64;
         let tainted = taint_time(&node);
         if now_s < deadline {
             if tainted.is_some() {
@@ -156,7 +178,7 @@ impl Reconciler for NodeLifecycle {
                 .map(|t| t.as_second());
             let evict_at = match terminating_until {
                 Some(deadline) => deadline,
-                None => match toleration_seconds(&pod) {
+                None => match toleration_seconds(&pod, self.default_toleration) {
                     Some(tolerated) => since + tolerated as i64,
                     None => continue,
                 },
@@ -193,7 +215,7 @@ impl Reconciler for NodeLifecycle {
         }
         Ok(match next {
             Some(t) => Action::Requeue(Duration::from_secs((t - now_s).max(1) as u64)),
-            None => Action::Requeue(Duration::from_secs(NODE_GRACE.as_secs())),
+            None => Action::Requeue(self.grace.max(Duration::from_secs(1))),
         })
     }
 }
