@@ -225,8 +225,8 @@ mod tests {
             object: obj,
             prev,
         };
-        let web = pod(json!({"app":"web"}));
-        let db = pod(json!({"app":"db"}));
+        let web = std::sync::Arc::new(pod(json!({"app":"web"})));
+        let db = std::sync::Arc::new(pod(json!({"app":"db"})));
         assert_eq!(
             f.convert(&ev(EventKind::Added, web.clone(), None)).map(|x| x.0),
             Some(Type::Added)

@@ -77,17 +77,6 @@ pub async fn blocking<T: Send + 'static>(
     }
 }
 
-/// A suffix that makes an Event's name unique, like Kubernetes': the time
-/// in nanoseconds, plus a counter for Events of the same nanosecond.
-fn event_suffix() -> u128 {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    nanos + u128::from(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-}
-
 /// How often a Pod worker looks for containers that exited (the runtime
 /// records each exit in a file; Kubernetes' kubelet relists every second).
 const EXIT_POLL: Duration = Duration::from_secs(1);
@@ -602,18 +591,14 @@ impl Worker {
     /// (source "kubelet" on this node). Best effort and in the background:
     /// a Pod never waits on its Events.
     fn event(&self, etype: &'static str, reason: &'static str, message: String) {
+        let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": self.name(), "namespace": self.namespace(), "uid": self.uid}});
+        let source = rk_api::events::Source {
+            component: "kubelet",
+            host: Some(&self.env.cfg.name),
+        };
         let now = crate::node::now_rfc3339();
-        let (name, namespace) = (self.name().to_string(), self.namespace().to_string());
-        let node = self.env.cfg.name.clone();
-        let event = serde_json::json!({
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": format!("{name}.{:x}", event_suffix()), "namespace": namespace},
-            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": namespace, "uid": self.uid},
-            "reason": reason, "message": message, "type": etype,
-            "source": {"component": "kubelet", "host": node},
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-            "reportingComponent": "kubelet", "reportingInstance": node,
-        });
+        let event = rk_api::events::event_for(&pod, etype, reason, &message, source, &now);
         let client = self.env.client.clone();
         tokio::spawn(async move {
             if let Err(e) = client.create("events", &event).await {

@@ -120,23 +120,18 @@ pub async fn record_pod_deleted(writer: &Writer, owner: &Value, pod_name: &str, 
 /// The Event [`record_event`] writes, for controllers that put it into a
 /// transaction with the change it reports.
 pub fn event_object(object: &Value, etype: &str, reason: &str, message: &str, component: &str) -> Value {
-    let ns = object["metadata"]["namespace"].as_str().unwrap_or("default");
-    let name = object["metadata"]["name"].as_str().unwrap_or("");
-    let now = crate::clock::now_rfc3339();
-    json!({
-        "apiVersion": "v1", "kind": "Event",
-        // Named like Kubernetes' events: the object's name and a unique
-        // hexadecimal suffix (generateName cannot end in a dot).
-        "metadata": {"name": format!("{name}.{:x}", uuid::Uuid::new_v4().as_u128() >> 64), "namespace": ns},
-        "involvedObject": {
-            "apiVersion": object["apiVersion"], "kind": object["kind"], "name": name, "namespace": ns,
-            "uid": object["metadata"]["uid"], "resourceVersion": object["metadata"]["resourceVersion"],
-        },
-        "reason": reason, "message": message, "type": etype,
-        "source": {"component": component},
-        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-        "reportingComponent": component,
-    })
+    let source = rk_api::events::Source {
+        component,
+        host: None,
+    };
+    rk_api::events::event_for(
+        object,
+        etype,
+        reason,
+        message,
+        source,
+        &crate::clock::now_rfc3339(),
+    )
 }
 
 /// What the controllers are configured with beyond the store.

@@ -153,7 +153,7 @@ impl Cache {
         }
     }
 
-    fn apply(&self, resource: &str, kind: EventKind, obj: &Value) {
+    fn apply(&self, resource: &str, kind: EventKind, obj: &Arc<Value>) {
         if let Ok(mut map) = self.objects.write() {
             let m = map.entry(resource.to_string()).or_default();
             match kind {
@@ -161,7 +161,7 @@ impl Cache {
                     m.remove(&key_of(obj));
                 }
                 _ => {
-                    m.insert(key_of(obj), Arc::new(obj.clone()));
+                    m.insert(key_of(obj), obj.clone());
                 }
             }
         }
@@ -241,8 +241,8 @@ impl Informer {
                             let _ = self.changes.send(Change {
                                 resource: ev.resource.clone(),
                                 kind: ev.kind,
-                                object: Arc::new(ev.object.clone()),
-                                prev: ev.prev.clone().map(Arc::new),
+                                object: ev.object.clone(),
+                                prev: ev.prev.clone(),
                             });
                         }
                         last = r.revision;
@@ -620,7 +620,7 @@ mod tests {
         c.apply(
             "pods",
             EventKind::Deleted,
-            &json!({"metadata":{"name":"a","namespace":"x"}}),
+            &Arc::new(json!({"metadata":{"name":"a","namespace":"x"}})),
         );
         assert!(c.get("pods", "x/a").is_none());
         assert!(c.get("pods", "xy/a").is_some());

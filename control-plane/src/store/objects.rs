@@ -7,6 +7,7 @@ use super::types::{EventKind, Op, StoredEvent, Txn};
 use rk_api::{resources, ApiError, Reason};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The key of an object: `group_resource/namespace/name` (namespace empty
 /// for cluster-scoped kinds). Names never contain '/', so prefixes of this
@@ -37,7 +38,7 @@ impl ObjectRead for BTreeMap<String, Value> {
 #[derive(Debug, Default)]
 pub struct TxnEffects {
     /// Final value per key: Some = put, None = delete.
-    pub writes: BTreeMap<String, Option<Value>>,
+    pub writes: BTreeMap<String, Option<Arc<Value>>>,
     pub events: Vec<StoredEvent>,
     /// One per op.
     pub objects: Vec<Value>,
@@ -165,7 +166,7 @@ pub fn apply_txn(
 
 fn lookup(read: &dyn ObjectRead, fx: &TxnEffects, key: &str) -> Result<Option<Value>, String> {
     match fx.writes.get(key) {
-        Some(v) => Ok(v.clone()),
+        Some(v) => Ok(v.as_deref().cloned()),
         None => read.get(key),
     }
 }
@@ -178,6 +179,7 @@ fn record(
     obj: Value,
     prev: Option<Value>,
 ) {
+    let obj = Arc::new(obj);
     fx.writes.insert(
         key,
         if kind == EventKind::Deleted {
@@ -192,7 +194,7 @@ fn record(
         kind,
         resource: resource.to_string(),
         object: obj,
-        prev,
+        prev: prev.map(Arc::new),
     });
 }
 
@@ -521,7 +523,7 @@ mod tests {
         for (k, v) in &fx.writes {
             match v {
                 Some(v) => {
-                    w.insert(k.clone(), v.clone());
+                    w.insert(k.clone(), (**v).clone());
                 }
                 None => {
                     w.remove(k);

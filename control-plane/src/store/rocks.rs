@@ -504,7 +504,7 @@ impl StateMachine {
         log_id: LogId,
         cmd: Command,
         batch: &mut WriteBatch,
-        pending: &mut std::collections::HashMap<String, Option<Value>>,
+        pending: &mut std::collections::HashMap<String, Option<Arc<Value>>>,
         revisions: &mut Vec<RevisionEvents>,
         outcomes: &mut Vec<Result<Applied, WireError>>,
     ) -> Result<(), StorageError> {
@@ -585,13 +585,13 @@ impl StateMachine {
 /// see the writes of earlier ones.
 struct Overlay<'a> {
     db: &'a DB,
-    pending: &'a std::collections::HashMap<String, Option<Value>>,
+    pending: &'a std::collections::HashMap<String, Option<Arc<Value>>>,
 }
 
 impl ObjectRead for Overlay<'_> {
     fn get(&self, key: &str) -> Result<Option<Value>, String> {
         if let Some(v) = self.pending.get(key) {
-            return Ok(v.clone());
+            return Ok(v.as_deref().cloned());
         }
         match self.db.get_cf(cf(self.db, CF_OBJECTS), key.as_bytes()) {
             Ok(None) => Ok(None),
@@ -655,7 +655,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let mut batch = WriteBatch::default();
-        let mut pending: std::collections::HashMap<String, Option<Value>> = Default::default();
+        let mut pending: std::collections::HashMap<String, Option<Arc<Value>>> = Default::default();
         let mut results = Vec::new();
         let mut revisions = Vec::new();
         for entry in entries {
