@@ -123,6 +123,13 @@ pub struct Replica {
     pub advertise: String,
 }
 
+/// Whether a failed call means the peer is gone rather than slow: the
+/// connection could not be made (refused, as from a dead process's port).
+/// A request that merely takes long is not counted.
+fn refused(st: &tonic::Status) -> bool {
+    st.message().contains("connect") || st.message().contains("refused")
+}
+
 fn unavailable(msg: impl Into<String>) -> ApiError {
     ApiError::new(Reason::ServiceUnavailable, msg)
 }
@@ -140,6 +147,9 @@ impl Replica {
     /// the leader; while there is no leader it waits up to LEADER_WAIT.
     pub async fn propose(&self, cmd: Command) -> Result<Applied, ApiError> {
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        // Until when this call keeps pressing for an election, once the
+        // leader's port refused a connection (see `press_for_election`).
+        let mut press_until: Option<tokio::time::Instant> = None;
         loop {
             let leader = self.raft.metrics().borrow().current_leader;
             let result = if leader == Some(self.id) {
@@ -167,12 +177,23 @@ impl Replica {
                 match forwarded {
                     Ok(r) => Some(r),
                     Err(st) if st.code() == tonic::Code::Unavailable => {
-                        self.leader_unreachable(&st).await;
+                        if refused(&st) {
+                            let window = Duration::from_millis(2 * self.raft.config().election_timeout_max);
+                            press_until = Some(tokio::time::Instant::now() + window);
+                            self.press_for_election().await;
+                        }
                         None
                     }
                     Err(st) => Some(Err(rk_client::error::from_status(&st))),
                 }
             } else {
+                // No leader: this replica is a candidate, or waits for one.
+                // While the old leader is known dead, keep asking: voters
+                // refuse until their lease of it ends, and the first try
+                // after that should win rather than the next election timer.
+                if press_until.is_some_and(|t| tokio::time::Instant::now() < t) {
+                    self.press_for_election().await;
+                }
                 None
             };
             if let Some(r) = result {
@@ -187,17 +208,19 @@ impl Replica {
         }
     }
 
-    /// The leader's port refused a connection: its process is gone, so do
-    /// not wait out the election timer. Start an election now, and again
-    /// every 50 ms while requests keep failing; voters still refuse until
-    /// their own leader lease ends, so this only trims the wait to that
-    /// lease (and is harmless while the leader is merely slow, which
-    /// shows as timeouts, not refusals).
-    async fn leader_unreachable(&self, st: &tonic::Status) {
-        let refused = st.message().contains("connect") || st.message().contains("refused");
-        if !refused {
-            return;
-        }
+    /// The leader's port refused a connection, so its process is gone: do
+    /// not wait out the election timer, start an election now, and (from
+    /// `propose`) again every 50 ms while there is no leader, for up to
+    /// twice the election timeout. Voters refuse until their own lease of
+    /// the old leader ends (openraft's `leader_lease`, the election
+    /// timeout's upper bound), so the first try after that wins. One try
+    /// alone, which usually failed on the lease, left the next to this
+    /// replica's election timer, and when the other voter's timer fired
+    /// too the vote split: failover took about 600 ms instead of 350.
+    /// Pressing is harmless: a voter that refuses a candidate (lease, or a
+    /// shorter log) keeps its own vote, so a lagging replica cannot unseat
+    /// a better candidate.
+    async fn press_for_election(&self) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -210,10 +233,7 @@ impl Replica {
         }
         self.last_forced_election_ms
             .store(now, std::sync::atomic::Ordering::Relaxed);
-        tracing::debug!(
-            replica = self.id,
-            "leader refuses connections; starting an election"
-        );
+        tracing::debug!(replica = self.id, "the leader is gone; starting an election");
         let _ = self.raft.trigger().elect().await;
     }
 
