@@ -55,6 +55,28 @@ async fn wait_pods(c: &Client, app: &str, what: &str, check: impl Fn(&[Value]) -
     }
 }
 
+/// Reads `name`, changes it with `change` and writes it back, reading
+/// again when a controller's status write got in between (a Conflict), as
+/// kubectl edit or a client-go retry loop would.
+async fn modify(
+    c: &Client,
+    resource: &str,
+    namespace: &str,
+    name: &str,
+    change: impl Fn(&mut Value),
+) -> Value {
+    for _ in 0..10 {
+        let mut obj = c.get(resource, namespace, name).await.expect("read for update");
+        change(&mut obj);
+        match c.update(resource, &obj).await {
+            Ok(updated) => return updated,
+            Err(e) if e.reason == rk_client::Reason::Conflict => continue,
+            Err(e) => panic!("update {resource} {name}: {e}"),
+        }
+    }
+    panic!("update {resource} {name}: still conflicting after 10 tries");
+}
+
 fn all_bound(pods: &[Value]) -> bool {
     pods.iter().all(|p| {
         p["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty())
@@ -138,9 +160,10 @@ async fn replicaset_pods_are_created_bound_and_scaled() {
     )
     .await;
 
-    let mut rs = c.get("replicasets.apps", "default", "web").await.expect("get rs");
-    rs["spec"]["replicas"] = json!(1);
-    c.update("replicasets.apps", &rs).await.expect("scale down");
+    modify(&c, "replicasets.apps", "default", "web", |rs| {
+        rs["spec"]["replicas"] = json!(1)
+    })
+    .await;
     wait_pods(&c, "web", "1 pod", |p| p.len() == 1).await;
     wait_event(&c, "web", "SuccessfulDelete", "Deleted pod: web-").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -248,9 +271,10 @@ async fn a_new_leader_takes_over_the_controllers() {
     cluster.kill(leader);
     cluster.leader(Duration::from_secs(10)).await.expect("new leader");
     let c = cluster.client();
-    let mut rs = c.get("replicasets.apps", "default", "api").await.expect("rs");
-    rs["spec"]["replicas"] = json!(4);
-    c.update("replicasets.apps", &rs).await.expect("scale up");
+    modify(&c, "replicasets.apps", "default", "api", |rs| {
+        rs["spec"]["replicas"] = json!(4)
+    })
+    .await;
     let pods = wait_pods(&c, "api", "4 bound pods under the new leader", |p| {
         p.len() == 4 && all_bound(p)
     })
@@ -284,7 +308,7 @@ async fn a_rolling_update_keeps_enough_pods_ready_and_completes() {
     }
     let stop = tokio_util::sync::CancellationToken::new();
     let agents = fake_agents(cluster.client(), stop.clone());
-    let mut d = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "roll", "namespace": "default"},
         "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "roll"}},
                  "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}},
@@ -300,9 +324,10 @@ async fn a_rolling_update_keeps_enough_pods_ready_and_completes() {
         .iter()
         .all(|p| p["metadata"]["labels"]["pod-template-hash"].is_string()));
 
-    d = c.get("deployments.apps", "default", "roll").await.expect("get");
-    d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:1.36");
-    c.update("deployments.apps", &d).await.expect("new image");
+    modify(&c, "deployments.apps", "default", "roll", |d| {
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:1.36")
+    })
+    .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut min_ready = usize::MAX;
     loop {
@@ -1062,9 +1087,10 @@ async fn a_daemonset_rolls_one_node_at_a_time_and_on_delete_waits_for_deletes() 
             .unwrap_or("")
             .to_string()
     };
-    let mut ds = c.get("daemonsets.apps", "default", "roller").await.expect("get");
-    ds["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:1.36");
-    c.update("daemonsets.apps", &ds).await.expect("new image");
+    modify(&c, "daemonsets.apps", "default", "roller", |ds| {
+        ds["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:1.36")
+    })
+    .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut min_ready = usize::MAX;
     loop {
@@ -1101,10 +1127,11 @@ async fn a_daemonset_rolls_one_node_at_a_time_and_on_delete_waits_for_deletes() 
     .await;
 
     // OnDelete: a new template changes nothing until a pod is deleted.
-    let mut ds = c.get("daemonsets.apps", "default", "roller").await.expect("get");
-    ds["spec"]["updateStrategy"] = json!({"type": "OnDelete"});
-    ds["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:1.37");
-    c.update("daemonsets.apps", &ds).await.expect("on delete");
+    modify(&c, "daemonsets.apps", "default", "roller", |ds| {
+        ds["spec"]["updateStrategy"] = json!({"type": "OnDelete"});
+        ds["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:1.37");
+    })
+    .await;
     wait_until("a third revision", || async {
         revisions_of(&c, "roller").await.len() == 3
     })
