@@ -570,9 +570,17 @@ async fn a_deployment_runs_on_a_real_node_and_scales_down_gracefully() {
             .await
             .expect("connect to the pod");
     }
-    let mut d = c.get("deployments", "default", "web").await.expect("get");
-    d["spec"]["replicas"] = json!(1);
-    c.update("deployments", &d).await.expect("scale down");
+    // The Deployment controller may write its status between our read and
+    // our write: read again on Conflict, as any client must.
+    for attempt in 1.. {
+        let mut d = c.get("deployments", "default", "web").await.expect("get");
+        d["spec"]["replicas"] = json!(1);
+        match c.update("deployments", &d).await {
+            Ok(_) => break,
+            Err(e) if e.reason == rk_client::Reason::Conflict && attempt < 10 => continue,
+            Err(e) => panic!("scale down: {e}"),
+        }
+    }
     eventually(WAIT, "1 ready replica and 1 pod", logs(&cluster, &agent), || {
         let c = c.clone();
         async move {
