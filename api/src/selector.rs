@@ -497,6 +497,47 @@ pub fn labels_of(obj: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// What label and field selectors can see of `obj`: metadata's name,
+/// namespace, uid, resourceVersion and labels, and every path of
+/// [`SUPPORTED_FIELDS`] the object has. Any selector matches the result
+/// exactly as it matches `obj`, at a fraction of the size; the watch
+/// history keeps previous states in this form, since all it needs them for
+/// is telling whether an object stopped matching.
+pub fn selectable(obj: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    let mut meta = serde_json::Map::new();
+    for field in ["name", "namespace", "uid", "resourceVersion", "labels"] {
+        if let Some(v) = obj.pointer(&format!("/metadata/{field}")) {
+            meta.insert(field.to_string(), v.clone());
+        }
+    }
+    out.insert("metadata".to_string(), Value::Object(meta));
+    for path in SUPPORTED_FIELDS {
+        let mut segments = path.split('.').peekable();
+        let mut src = obj;
+        let mut dst = &mut out;
+        while let Some(segment) = segments.next() {
+            let Some(next) = src.get(segment) else { break };
+            if segments.peek().is_none() {
+                dst.insert(segment.to_string(), next.clone());
+                break;
+            }
+            // Only objects lead further; a scalar in the way means the
+            // path is absent, as `field_value` reads it.
+            if !next.is_object() {
+                break;
+            }
+            src = next;
+            let entry = dst
+                .entry(segment.to_string())
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            let Value::Object(map) = entry else { break };
+            dst = map;
+        }
+    }
+    Value::Object(out)
+}
+
 /// The field paths a field selector may use. Kubernetes supports a
 /// per-kind set; rk accepts the union and evaluates any of them on any
 /// object (a field the object lacks counts as "").
@@ -996,6 +1037,36 @@ mod tests {
         for (input, obj, want) in cases {
             let sel = FieldSelector::parse(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
             assert_eq!(sel.matches(obj), *want, "{input:?} on {obj}");
+        }
+    }
+
+    #[test]
+    fn the_selectable_part_of_an_object_matches_every_selector_as_the_object_does() {
+        let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-1", "namespace": "shop", "uid": "u", "resourceVersion": "7",
+                         "labels": {"app": "web", "tier": "front"}, "annotations": {"big": "x"}},
+            "spec": {"nodeName": "n1", "restartPolicy": "Always", "containers": [{"name": "c", "image": "i"}]},
+            "status": {"phase": "Running", "podIP": "10.0.0.2", "conditions": [{"type": "Ready"}]}});
+        let small = selectable(&pod);
+        assert!(small["spec"].get("containers").is_none() && small["metadata"].get("annotations").is_none());
+        assert!(small["status"].get("conditions").is_none());
+        for (labels, fields) in [
+            ("app=web", ""),
+            ("app=db", ""),
+            ("tier in (front,back)", "spec.nodeName=n1"),
+            ("", "spec.nodeName=n2"),
+            ("", "status.phase=Running,metadata.namespace=shop"),
+            ("", "status.podIP=10.0.0.2,metadata.name!=web-1"),
+            ("!app", "spec.restartPolicy=Always"),
+            ("", "spec.unschedulable="),
+        ] {
+            let l = LabelSelector::parse(labels).expect("labels");
+            let f = FieldSelector::parse(fields).expect("fields");
+            assert_eq!(
+                l.matches(&labels_of(&small)) && f.matches(&small),
+                l.matches(&labels_of(&pod)) && f.matches(&pod),
+                "{labels} / {fields}"
+            );
         }
     }
 }

@@ -556,7 +556,7 @@ impl StateMachine {
                         batch.put_cf(
                             cf(&self.db, CF_HISTORY),
                             be(next),
-                            serde_json::to_vec(&rev_events).map_err(write_err)?,
+                            rev_events.history_bytes().map_err(write_err)?,
                         );
                         revisions.push(rev_events);
                         outcomes.push(Ok(Applied {
@@ -961,5 +961,60 @@ mod tests {
         assert_eq!(items.len(), 2);
         let current = sm2.get_current_snapshot().await.expect("current");
         assert_eq!(current.map(|s| s.meta.last_log_id), Some(snap.meta.last_log_id));
+    }
+
+    #[tokio::test]
+    async fn the_history_keeps_whole_objects_but_only_the_selectable_part_of_previous_states() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = open_db(dir.path()).expect("open");
+        let (mut sm, store) = StateMachine::open(db, 1, 1000).expect("sm");
+        let mut feed = store.subscribe();
+        sm.apply(vec![entry(1, create("ns-default")), entry(2, create("a"))])
+            .await
+            .expect("apply");
+        let mut changed = store
+            .get("configmaps/default/a")
+            .expect("read")
+            .expect("a exists");
+        changed["metadata"]["labels"] = json!({"app": "web"});
+        changed["data"]["k"] = json!("w");
+        let update = Command::Txn(Txn {
+            now: "2026-11-27T00:00:00Z".into(),
+            ops: vec![Op::Update {
+                resource: "configmaps".into(),
+                object: changed,
+                expected_rv: None,
+                status: false,
+            }],
+        });
+        sm.apply(vec![entry(3, update)]).await.expect("apply");
+        let h = store.history(2, 3).expect("history");
+        let ev = &h[0].events[0];
+        assert_eq!(
+            (
+                ev.object["data"]["k"].as_str(),
+                ev.object["metadata"]["labels"]["app"].as_str()
+            ),
+            (Some("w"), Some("web"))
+        );
+        let prev = ev.prev.as_deref().expect("an update keeps its previous state");
+        assert_eq!(prev["metadata"]["name"], "a");
+        assert!(
+            prev.get("data").is_none(),
+            "the history's previous state is cut down: {prev}"
+        );
+        // The live feed keeps the whole previous state for the controllers.
+        let mut live_prev = None;
+        while let Ok(batch) = feed.try_recv() {
+            for r in &batch.revisions {
+                if r.revision == 3 {
+                    live_prev = r.events[0].prev.clone();
+                }
+            }
+        }
+        assert_eq!(
+            live_prev.as_deref().map(|p| p["data"]["k"].clone()),
+            Some(json!("v"))
+        );
     }
 }

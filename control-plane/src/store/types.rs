@@ -171,3 +171,39 @@ pub struct RevisionEvents {
     pub revision: u64,
     pub events: Vec<StoredEvent>,
 }
+
+impl RevisionEvents {
+    /// The form the watch history keeps: each previous state cut down to
+    /// what selectors read ([`rk_api::selector::selectable`]), which is
+    /// all a replayed watch uses it for. The live feed keeps whole
+    /// previous states for the controllers. This halves what an update
+    /// writes to the history (the whole Pod twice for every binding, say).
+    /// It reads back as a `RevisionEvents`.
+    pub fn history_bytes(&self) -> serde_json::Result<Vec<u8>> {
+        #[derive(Serialize)]
+        struct HistoryEvent<'a> {
+            kind: EventKind,
+            resource: &'a str,
+            object: &'a Value,
+            prev: Option<Value>,
+        }
+        #[derive(Serialize)]
+        struct HistoryRevision<'a> {
+            revision: u64,
+            events: Vec<HistoryEvent<'a>>,
+        }
+        serde_json::to_vec(&HistoryRevision {
+            revision: self.revision,
+            events: self
+                .events
+                .iter()
+                .map(|e| HistoryEvent {
+                    kind: e.kind,
+                    resource: &e.resource,
+                    object: &e.object,
+                    prev: e.prev.as_deref().map(rk_api::selector::selectable),
+                })
+                .collect(),
+        })
+    }
+}
