@@ -507,7 +507,7 @@ pub fn selectable(obj: &Value) -> Value {
     let mut out = serde_json::Map::new();
     let mut meta = serde_json::Map::new();
     for field in ["name", "namespace", "uid", "resourceVersion", "labels"] {
-        if let Some(v) = obj.pointer(&format!("/metadata/{field}")) {
+        if let Some(v) = obj.get("metadata").and_then(|m| m.get(field)) {
             meta.insert(field.to_string(), v.clone());
         }
     }

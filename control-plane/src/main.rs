@@ -3,6 +3,7 @@
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use rk_control_plane::bootstrap::{self, Options};
+use rk_control_plane::controllers::nodelifecycle::{NodeLifecycle, DEFAULT_TOLERATION, NODE_GRACE};
 use rk_controllers::job::JobBackoff;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -56,11 +57,11 @@ struct Tuning {
     /// marked unreachable (Kubernetes' kube-controller-manager flag of the
     /// same name, 40 s there). Raise it where agents can stall for seconds,
     /// such as emulated VMs.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = NODE_GRACE.as_secs())]
     node_monitor_grace_period: u64,
     /// Seconds a Pod without its own toleration stays on an unreachable
     /// node before it is evicted (kube-apiserver's flag; 300 s there).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = DEFAULT_TOLERATION.as_secs())]
     default_unreachable_toleration_seconds: u64,
 }
 
@@ -77,7 +78,7 @@ impl Tuning {
                 base: Duration::from_millis(self.job_backoff_base_ms),
                 ..JobBackoff::default()
             },
-            node_lifecycle: rk_control_plane::controllers::nodelifecycle::NodeLifecycle {
+            node_lifecycle: NodeLifecycle {
                 grace: Duration::from_secs(self.node_monitor_grace_period.max(1)),
                 default_toleration: Duration::from_secs(self.default_unreachable_toleration_seconds),
             },

@@ -767,11 +767,23 @@ fn renew(
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_that_stops_renewing_its_lease_is_tainted_and_its_pods_move() {
-    let cluster = Cluster::start(1);
+/// A node registered with a Lease that is renewed every 500 ms, standing
+/// in for its agent, until `lose` stops the renewals.
+struct LeasedNode {
+    stop: tokio_util::sync::CancellationToken,
+    renewing: tokio::task::JoinHandle<()>,
+}
+
+impl LeasedNode {
+    async fn lose(self) {
+        self.stop.cancel();
+        let _ = self.renewing.await;
+    }
+}
+
+async fn leased_nodes(cluster: &Cluster, names: [&'static str; 2]) -> [LeasedNode; 2] {
     let c = cluster.client();
-    for n in ["n1", "n2"] {
+    for n in names {
         c.create("nodes", &node(n, "4", json!({"kubernetes.io/hostname": n})))
             .await
             .expect("node");
@@ -779,10 +791,24 @@ async fn a_node_that_stops_renewing_its_lease_is_tainted_and_its_pods_move() {
             .await
             .expect("lease");
     }
-    let stop1 = tokio_util::sync::CancellationToken::new();
-    let stop2 = tokio_util::sync::CancellationToken::new();
-    let r1 = renew(cluster.client(), "n1", stop1.clone());
-    let r2 = renew(cluster.client(), "n2", stop2.clone());
+    names.map(|n| {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let renewing = renew(cluster.client(), n, stop.clone());
+        LeasedNode { stop, renewing }
+    })
+}
+
+fn unreachable_taint(n: &Value) -> bool {
+    n["spec"]["taints"]
+        .as_array()
+        .is_some_and(|t| t.iter().any(|t| t["key"] == "node.kubernetes.io/unreachable"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_stops_renewing_its_lease_is_tainted_and_its_pods_move() {
+    let cluster = Cluster::start(1);
+    let c = cluster.client();
+    let [n1, n2] = leased_nodes(&cluster, ["n1", "n2"]).await;
     c.create("replicasets.apps", &replicaset("mover", 2))
         .await
         .expect("rs");
@@ -800,8 +826,7 @@ async fn a_node_that_stops_renewing_its_lease_is_tainted_and_its_pods_move() {
     c.update_status("pods", &done).await.expect("mark it Succeeded");
 
     // n1 "dies": its lease stops being renewed.
-    stop1.cancel();
-    let _ = r1.await;
+    n1.lose().await;
     let lost_at = tokio::time::Instant::now();
     let deadline = lost_at + Duration::from_secs(20);
     loop {
@@ -840,23 +865,14 @@ async fn a_node_that_stops_renewing_its_lease_is_tainted_and_its_pods_move() {
     let back = tokio_util::sync::CancellationToken::new();
     let r1 = renew(cluster.client(), "n1", back.clone());
     wait_until("the unreachable taint lifted", || async {
-        c.get("nodes", "", "n1").await.is_ok_and(|n| {
-            !n["spec"]["taints"]
-                .as_array()
-                .is_some_and(|t| t.iter().any(|t| t["key"] == "node.kubernetes.io/unreachable"))
-        })
+        c.get("nodes", "", "n1")
+            .await
+            .is_ok_and(|n| !unreachable_taint(&n))
     })
     .await;
     back.cancel();
-    stop2.cancel();
     let _ = r1.await;
-    let _ = r2.await;
-}
-
-fn unreachable_taint(n: &Value) -> bool {
-    n["spec"]["taints"]
-        .as_array()
-        .is_some_and(|t| t.iter().any(|t| t["key"] == "node.kubernetes.io/unreachable"))
+    n2.lose().await;
 }
 
 /// Slow machines (emulated VMs) get a longer grace: with
@@ -874,18 +890,7 @@ async fn the_node_grace_period_and_default_toleration_are_flags() {
         ],
     );
     let c = cluster.client();
-    for n in ["slow1", "slow2"] {
-        c.create("nodes", &node(n, "4", json!({"kubernetes.io/hostname": n})))
-            .await
-            .expect("node");
-        c.create("leases.coordination.k8s.io", &lease(n))
-            .await
-            .expect("lease");
-    }
-    let stop1 = tokio_util::sync::CancellationToken::new();
-    let stop2 = tokio_util::sync::CancellationToken::new();
-    let r1 = renew(cluster.client(), "slow1", stop1.clone());
-    let r2 = renew(cluster.client(), "slow2", stop2.clone());
+    let [slow1, slow2] = leased_nodes(&cluster, ["slow1", "slow2"]).await;
     c.create("replicasets.apps", &replicaset("patient", 2))
         .await
         .expect("rs");
@@ -894,8 +899,7 @@ async fn the_node_grace_period_and_default_toleration_are_flags() {
     })
     .await;
 
-    stop1.cancel();
-    let _ = r1.await;
+    slow1.lose().await;
     let lost_at = tokio::time::Instant::now();
     // Renewals come every 500 ms and are compared in whole seconds, so the
     // taint lands between 7 and 9 s after the last one.
@@ -924,8 +928,7 @@ async fn the_node_grace_period_and_default_toleration_are_flags() {
         p.len() == 2 && all_bound(p) && p.iter().all(|p| p["spec"]["nodeName"] == "slow2")
     })
     .await;
-    stop2.cancel();
-    let _ = r2.await;
+    slow2.lose().await;
 }
 
 fn daemonset(name: &str, image: &str, strategy: Value) -> Value {

@@ -14,7 +14,7 @@ use rk_controllers::deployment::{
     deployment_status, find_new_replica_set, history_to_delete, max_revision, new_replica_set,
     owned_replica_sets, plan_rollout, REVISION_ANNOTATION,
 };
-use serde_json::json;
+use serde_json::{json, Value};
 use std::time::Duration;
 
 const RESOURCE: &str = "deployments.apps";
@@ -42,6 +42,20 @@ fn synced(rs: &ReplicaSet) -> bool {
         .and_then(|s| s.observed_generation)
         .unwrap_or(0);
     observed >= rs.metadata.generation.unwrap_or(0)
+}
+
+/// Records the "ScalingReplicaSet" Event Kubernetes gives a Deployment
+/// whenever one of its ReplicaSets is created or resized.
+async fn record_scaling(ctx: &Ctx, deployment: &Value, message: &str) {
+    record_event(
+        &ctx.writer,
+        deployment,
+        "Normal",
+        "ScalingReplicaSet",
+        message,
+        COMPONENT,
+    )
+    .await;
 }
 
 impl Reconciler for DeploymentController {
@@ -94,19 +108,8 @@ impl Reconciler for DeploymentController {
             let rs = new_replica_set(&d, max_revision(&owned) + 1, replicas);
             match ctx.writer.create(RS, &to_json(&rs)).await {
                 Ok(_) => {
-                    let message = format!(
-                        "Scaled up replica set {} to {replicas}",
-                        rs.metadata.name.as_deref().unwrap_or_default()
-                    );
-                    record_event(
-                        &ctx.writer,
-                        &obj,
-                        "Normal",
-                        "ScalingReplicaSet",
-                        &message,
-                        COMPONENT,
-                    )
-                    .await;
+                    let name = rs.metadata.name.as_deref().unwrap_or_default();
+                    record_scaling(ctx, &obj, &format!("Scaled up replica set {name} to {replicas}")).await;
                 }
                 // Someone (an earlier attempt) made it already: look again.
                 Err(e) if e.reason == Reason::AlreadyExists => {
@@ -130,15 +133,7 @@ impl Reconciler for DeploymentController {
                 if after != before {
                     let direction = if after > before { "up" } else { "down" };
                     let message = format!("Scaled {direction} replica set {name} to {after} from {before}");
-                    record_event(
-                        &ctx.writer,
-                        &obj,
-                        "Normal",
-                        "ScalingReplicaSet",
-                        &message,
-                        COMPONENT,
-                    )
-                    .await;
+                    record_scaling(ctx, &obj, &message).await;
                 }
             }
         }

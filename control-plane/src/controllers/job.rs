@@ -27,6 +27,26 @@ const RESOURCE: &str = "jobs.batch";
 /// The Events' source, as Kubernetes names it.
 const COMPONENT: &str = "job-controller";
 
+/// The Event for a Job status that carries a true Complete or Failed
+/// condition: type, reason and message, as Kubernetes' job controller
+/// reports them.
+fn ending_event(status: &k8s_openapi::api::batch::v1::JobStatus) -> Option<(&'static str, &str, String)> {
+    let c = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| matches!(c.type_.as_str(), "Complete" | "Failed") && c.status == "True")?;
+    Some(if c.type_ == "Complete" {
+        ("Normal", "Completed", "Job completed".to_string())
+    } else {
+        (
+            "Warning",
+            c.reason.as_deref().unwrap_or("Failed"),
+            c.message.clone().unwrap_or_default(),
+        )
+    })
+}
+
 pub struct JobController {
     /// Deadlines, TTLs and the failure back-off are measured on this clock
     /// (the CronJob controller's, so a test clock moves both).
@@ -231,23 +251,9 @@ impl Reconciler for JobController {
             for pod in written.iter().skip(first_create).take(created) {
                 record_pod_created(&ctx.writer, &obj, pod, COMPONENT).await;
             }
+            // Reported once: when this write is the one that ends the Job.
             if p.finished && finished_condition(&job).is_none() {
-                let ended = p
-                    .status
-                    .conditions
-                    .iter()
-                    .flatten()
-                    .find(|c| matches!(c.type_.as_str(), "Complete" | "Failed") && c.status == "True");
-                if let Some(c) = ended {
-                    let (etype, reason, message) = if c.type_ == "Complete" {
-                        ("Normal", "Completed", "Job completed".to_string())
-                    } else {
-                        (
-                            "Warning",
-                            c.reason.as_deref().unwrap_or("Failed"),
-                            c.message.clone().unwrap_or_default(),
-                        )
-                    };
+                if let Some((etype, reason, message)) = ending_event(&p.status) {
                     record_event(&ctx.writer, &obj, etype, reason, &message, COMPONENT).await;
                 }
             }
