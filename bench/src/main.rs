@@ -304,7 +304,8 @@ fn ms(d: Duration) -> String {
 
 fn print_store(rk: &StoreFigures, etcd: Option<&StoreFigures>, args: &StoreArgs) {
     println!(
-        "rk-bench store: 3 replicas each on loopback; rk over mutual TLS, etcd 3.4 plaintext; 1 KiB values"
+        "rk-bench store: {} replicas each on loopback; rk over mutual TLS, etcd 3.4 plaintext; 1 KiB values",
+        args.replicas
     );
     println!(
         "{:<44} {:>14} {:>14} {:>10}   target",

@@ -226,17 +226,21 @@ async fn start(
     let key_pem = read(&dir.pki("replica.key"))?;
     let token = JoinToken::parse(&read(&dir.join_token())?).context("parse join-token")?;
     let db = open_db(&dir.db()).with_context(|| format!("open database {}", dir.db().display()))?;
-    let log = LogStore::new(db.clone()).context("start the log sync thread")?;
-    let (sm, store) = StateMachine::open(db, info.id, opts.history_limit)
+    let log = LogStore::new(db.clone(), info.id).map_err(|e| anyhow!("open the Raft log: {e}"))?;
+    let (sm, store) = StateMachine::open(db, info.id, opts.history_limit, log.durability())
         .map_err(|e| anyhow!("open state machine: {e}"))?;
-    let net = Network::new(TlsIdentity {
-        ca_pem: ca.cert_pem.clone(),
-        cert_pem: cert_pem.clone(),
-        key_pem: key_pem.clone(),
-    });
+    let net = Network::new(
+        TlsIdentity {
+            ca_pem: ca.cert_pem.clone(),
+            cert_pem: cert_pem.clone(),
+            key_pem: key_pem.clone(),
+        },
+        log.durability(),
+    );
     let raft = Raft::new(info.id, raft_config(opts)?, net.clone(), log, sm)
         .await
         .map_err(|e| anyhow!("start raft: {e}"))?;
+    tokio::spawn(net.clone().resend_held_back_commits(raft.clone()));
     let replica = Arc::new(Replica {
         id: info.id,
         batcher: crate::replica::Batcher::spawn(raft.clone()),

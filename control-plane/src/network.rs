@@ -1,6 +1,7 @@
 //! Raft traffic between replicas: openraft's RPCs serialized as JSON and
 //! carried by the `Raft` gRPC service over mutual TLS.
 
+use crate::store::rocks::LogDurability;
 use crate::store::types::*;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -15,6 +16,7 @@ use rk_proto::v1::RaftBytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tonic::transport::Channel;
 
@@ -24,13 +26,52 @@ use tonic::transport::Channel;
 pub struct Network {
     identity: Arc<TlsIdentity>,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// How far the local log is on disk: a leader tells followers no
+    /// commit index past it (see [`LogDurability`]).
+    log_durability: LogDurability,
+    /// Set when an AppendEntries went out with its commit index held back,
+    /// so the commit is sent again once the log catches up
+    /// ([`Network::resend_held_back_commits`]).
+    commit_held_back: Arc<AtomicBool>,
 }
 
 impl Network {
-    pub fn new(identity: TlsIdentity) -> Self {
+    pub fn new(identity: TlsIdentity, log_durability: LogDurability) -> Self {
         Self {
             identity: Arc::new(identity),
             channels: Default::default(),
+            log_durability,
+            commit_held_back: Default::default(),
+        }
+    }
+
+    /// The commit index a follower may learn: the leader's, unless the
+    /// leader's own log is not yet on disk that far. A follower applies
+    /// what it learns is committed, and the leader may count itself toward
+    /// a quorum before its fsync; holding the index back keeps every
+    /// applied entry on a majority of disks.
+    fn commit_to_send(&self, leader_commit: Option<LogId>) -> Option<LogId> {
+        let durable = self.log_durability.durable();
+        if leader_commit <= durable {
+            return leader_commit;
+        }
+        // Flag first, then look again: a sync that lands after this look
+        // is then sure to see the flag.
+        self.commit_held_back.store(true, Ordering::SeqCst);
+        std::cmp::min(leader_commit, self.log_durability.durable())
+    }
+
+    /// Sends a heartbeat (which carries the commit index) whenever the
+    /// local log becomes more durable after a commit index was held back.
+    /// Runs until the log store or Raft stops.
+    pub async fn resend_held_back_commits(self, raft: Raft) {
+        let mut changes = self.log_durability.changes();
+        while changes.changed().await.is_ok() {
+            if self.commit_held_back.swap(false, Ordering::SeqCst)
+                && raft.trigger().heartbeat().await.is_err()
+            {
+                return;
+            }
         }
     }
 
@@ -119,9 +160,10 @@ enum Rpc {
 impl RaftNetwork<TypeConfig> for Connection {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
+        rpc.leader_commit = self.net.commit_to_send(rpc.leader_commit);
         self.send(Rpc::Append, &rpc, &option).await
     }
 
@@ -139,5 +181,41 @@ impl RaftNetwork<TypeConfig> for Connection {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RpcErr> {
         self.send(Rpc::Vote, &rpc, &option).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::CommittedLeaderId;
+    use tokio::sync::watch;
+
+    fn log_id(index: u64) -> LogId {
+        LogId::new(CommittedLeaderId::new(2, 1), index)
+    }
+
+    #[test]
+    fn a_leader_tells_followers_no_commit_index_past_its_own_durable_log() {
+        let (durable_tx, durable_rx) = watch::channel(Some(log_id(4)));
+        let identity = TlsIdentity {
+            ca_pem: String::new(),
+            cert_pem: String::new(),
+            key_pem: String::new(),
+        };
+        let net = Network::new(identity, LogDurability::from_receiver(durable_rx));
+        assert_eq!(net.commit_to_send(Some(log_id(3))), Some(log_id(3)));
+        assert_eq!(net.commit_to_send(None), None);
+        assert!(!net.commit_held_back.load(Ordering::SeqCst));
+        assert_eq!(
+            net.commit_to_send(Some(log_id(6))),
+            Some(log_id(4)),
+            "held back to the durable entry"
+        );
+        assert!(
+            net.commit_held_back.load(Ordering::SeqCst),
+            "so it is sent again after the next sync"
+        );
+        durable_tx.send_replace(Some(log_id(6)));
+        assert_eq!(net.commit_to_send(Some(log_id(6))), Some(log_id(6)));
     }
 }

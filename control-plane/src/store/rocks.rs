@@ -104,24 +104,119 @@ fn get_json<T: for<'de> Deserialize<'de>>(
 
 // ---------------------------------------------------------------- log
 
+/// How far this replica's log is known to be on disk: the id of the last
+/// entry that a completed fsync covers.
+///
+/// The leader reports its own appends to Raft before they are synced (see
+/// [`LogStore`]), so its replication starts while its fsync runs. Two things
+/// wait on this instead: the state machine applies no entry past it, and
+/// the leader sends followers no commit index past it (`network.rs`). So an
+/// entry is still applied anywhere, and acknowledged to a client, only once
+/// a majority of replicas have it on disk.
+#[derive(Clone)]
+pub struct LogDurability {
+    durable: watch::Receiver<Option<LogId>>,
+}
+
+impl LogDurability {
+    /// The last log id known to be on disk.
+    pub fn durable(&self) -> Option<LogId> {
+        *self.durable.borrow()
+    }
+
+    /// Changes whenever a sync completes (or a truncation lowers it).
+    pub fn changes(&self) -> watch::Receiver<Option<LogId>> {
+        self.durable.clone()
+    }
+
+    /// Waits until the entry at `index` is on disk.
+    async fn wait_for(&self, index: u64) -> Result<(), StorageError> {
+        let mut rx = self.durable.clone();
+        rx.wait_for(|d| d.is_some_and(|d| d.index >= index))
+            .await
+            .map(|_| ())
+            .map_err(|_| {
+                io_err(
+                    ErrorSubject::Logs,
+                    ErrorVerb::Write,
+                    std::io::Error::other("the log sync thread stopped (an fsync failed)"),
+                )
+            })
+    }
+
+    /// For a state machine tested on its own, without a log: every entry
+    /// counts as durable.
+    #[cfg(test)]
+    pub fn everything() -> Self {
+        let (_tx, rx) = watch::channel(Some(LogId::new(
+            openraft::CommittedLeaderId::new(u64::MAX, 0),
+            u64::MAX,
+        )));
+        Self { durable: rx }
+    }
+
+    /// Durability that a test moves by hand.
+    #[cfg(test)]
+    pub fn from_receiver(durable: watch::Receiver<Option<LogId>>) -> Self {
+        Self { durable }
+    }
+}
+
 /// The Raft log on RocksDB.
 ///
 /// Appends are written at once, in order, but made durable by a separate
 /// syncer thread that fsyncs the write-ahead log once for every append
-/// queued since its last sync (group commit). Raft learns an entry is
-/// durable only through the flush callback, which the syncer calls after
-/// the fsync, so no entry is counted toward a quorum before it is on disk,
-/// while the Raft core never blocks on an fsync.
+/// queued since its last sync (group commit).
+///
+/// A follower's append is reported to Raft only after that fsync: its
+/// answer to the leader counts toward a quorum. The leader's own appends
+/// (entries of the term it leads) are reported as soon as they are written,
+/// because openraft 0.9 waits for that report inside its core loop before it
+/// replicates them; reporting after the fsync would put the leader's fsync
+/// and the followers' round trip one after the other instead of side by
+/// side (Raft thesis, 10.2.1). The leader's durability is enforced later,
+/// by [`LogDurability`].
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
-    syncer: std::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
+    /// This replica's Raft id.
+    id: NodeId,
+    /// The vote last saved: it tells the leader's own appends from
+    /// replicated ones.
+    vote: Arc<std::sync::Mutex<Option<Vote>>>,
+    syncer: std::sync::mpsc::Sender<SyncRequest>,
+    durability: LogDurability,
+}
+
+/// Work for the syncer thread.
+struct SyncRequest {
+    /// The last entry in the log once the write before this request is
+    /// done; after the next fsync it is durable.
+    last: Option<LogId>,
+    /// Raft's callback, for appends that are reported only once synced.
+    flushed: Option<LogFlushed<TypeConfig>>,
 }
 
 impl LogStore {
-    pub fn new(db: Arc<DB>) -> std::io::Result<Self> {
-        let syncer = spawn_syncer(db.clone())?;
-        Ok(Self { db, syncer })
+    pub fn new(db: Arc<DB>, id: NodeId) -> Result<Self, StorageError> {
+        let vote = get_json(&db, CF_RAFT, KEY_VOTE)?;
+        // Whatever is in the log at open survived the last stop; a crash
+        // of this process alone (not the machine) loses nothing written.
+        let last = last_log_id(&db)?;
+        let (durable_tx, durable_rx) = watch::channel(last);
+        let syncer = spawn_syncer(db.clone(), durable_tx)
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        Ok(Self {
+            db,
+            id,
+            vote: Arc::new(std::sync::Mutex::new(vote)),
+            syncer,
+            durability: LogDurability { durable: durable_rx },
+        })
+    }
+
+    pub fn durability(&self) -> LogDurability {
+        self.durability.clone()
     }
 
     fn put_raft<T: Serialize>(&self, key: &[u8], value: &T, sync: bool) -> Result<(), StorageError> {
@@ -132,12 +227,50 @@ impl LogStore {
             .put_cf_opt(cf(&self.db, CF_RAFT), key, bytes, &wo)
             .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
     }
+
+    /// The leader id of the term this replica leads, if its saved vote is
+    /// a committed vote for itself.
+    fn leading(&self) -> Option<openraft::LeaderId<NodeId>> {
+        let vote = (*self.vote.lock().ok()?)?;
+        (vote.committed && vote.leader_id.node_id == self.id).then_some(vote.leader_id)
+    }
+
+    fn sync_later(&self, request: SyncRequest) -> Result<(), StorageError> {
+        self.syncer
+            .send(request)
+            .map_err(|std::sync::mpsc::SendError(r)| {
+                let err = std::io::Error::other("the log sync thread stopped (an fsync failed)");
+                if let Some(cb) = r.flushed {
+                    cb.log_io_completed(Err(std::io::Error::other(err.to_string())));
+                }
+                io_err(ErrorSubject::Logs, ErrorVerb::Write, err)
+            })
+    }
+}
+
+/// The id of the last entry in the log, or of the last purged one when the
+/// log is empty.
+fn last_log_id(db: &DB) -> Result<Option<LogId>, StorageError> {
+    let mut it = db.iterator_cf(cf(db, CF_LOG), IteratorMode::End);
+    match it.next() {
+        Some(item) => {
+            let (_, v) = item.map_err(read_err)?;
+            let e: Entry = serde_json::from_slice(&v).map_err(read_err)?;
+            Ok(Some(e.log_id))
+        }
+        None => get_json(db, CF_RAFT, KEY_PURGED),
+    }
 }
 
 /// Starts the group-commit thread. It exits when every LogStore handle
-/// (and so every sender) is gone.
-fn spawn_syncer(db: Arc<DB>) -> std::io::Result<std::sync::mpsc::Sender<LogFlushed<TypeConfig>>> {
-    let (tx, rx) = std::sync::mpsc::channel::<LogFlushed<TypeConfig>>();
+/// (and so every sender) is gone, or when an fsync fails: a failed fsync
+/// leaves the page cache in an unknown state, so nothing after it may be
+/// reported durable, and Raft stops on the errors that follow.
+fn spawn_syncer(
+    db: Arc<DB>,
+    durable: watch::Sender<Option<LogId>>,
+) -> std::io::Result<std::sync::mpsc::Sender<SyncRequest>> {
+    let (tx, rx) = std::sync::mpsc::channel::<SyncRequest>();
     std::thread::Builder::new()
         .name("rk-log-sync".into())
         .spawn(move || {
@@ -147,8 +280,17 @@ fn spawn_syncer(db: Arc<DB>) -> std::io::Result<std::sync::mpsc::Sender<LogFlush
                     waiting.push(more);
                 }
                 let result = db.flush_wal(true).map_err(|e| e.to_string());
-                for cb in waiting {
+                if result.is_ok() {
+                    if let Some(last) = waiting.last().map(|r| r.last) {
+                        durable.send_replace(last);
+                    }
+                }
+                for cb in waiting.into_iter().filter_map(|r| r.flushed) {
                     cb.log_io_completed(result.clone().map_err(std::io::Error::other));
+                }
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "fsync of the Raft log failed; no further entry will be reported durable");
+                    return;
                 }
             }
         })?;
@@ -216,19 +358,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_purged: Option<LogId> = get_json(&self.db, CF_RAFT, KEY_PURGED)?;
-        let mut it = self.db.iterator_cf(cf(&self.db, CF_LOG), IteratorMode::End);
-        let last = match it.next() {
-            Some(item) => {
-                let (_, v) = item.map_err(read_err)?;
-                let e: Entry = serde_json::from_slice(&v).map_err(read_err)?;
-                Some(e.log_id)
-            }
-            None => last_purged,
-        };
         Ok(LogState {
-            last_purged_log_id: last_purged,
-            last_log_id: last,
+            last_purged_log_id: get_json(&self.db, CF_RAFT, KEY_PURGED)?,
+            last_log_id: last_log_id(&self.db)?,
         })
     }
 
@@ -237,7 +369,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.put_raft(KEY_VOTE, vote, true)
+        self.put_raft(KEY_VOTE, vote, true)?;
+        if let Ok(mut saved) = self.vote.lock() {
+            *saved = Some(*vote);
+        }
+        Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -258,32 +394,43 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let leading = self.leading();
+        let mut own = true;
+        let mut last = None;
         let mut batch = WriteBatch::default();
         let cf_log = cf(&self.db, CF_LOG);
         for e in entries {
+            own &= leading.as_ref() == Some(&e.log_id.leader_id);
+            last = Some(e.log_id);
             let bytes = serde_json::to_vec(&e).map_err(write_err)?;
             batch.put_cf(cf_log, be(e.log_id.index), bytes);
         }
         // Written now (so later reads and appends see it, in order), made
-        // durable by the syncer, which reports the flush to Raft.
-        match self.db.write(batch) {
-            Ok(()) => {
-                if let Err(std::sync::mpsc::SendError(cb)) = self.syncer.send(callback) {
-                    cb.log_io_completed(Err(std::io::Error::other("log sync thread is gone")));
-                }
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(io_err(ErrorSubject::Logs, ErrorVerb::Write, e))
-            }
+        // durable by the syncer.
+        if let Err(e) = self.db.write(batch) {
+            callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+            return Err(io_err(ErrorSubject::Logs, ErrorVerb::Write, e));
+        }
+        if own && last.is_some() {
+            // The leader's own entries: replicate now, apply once synced.
+            callback.log_io_completed(Ok(()));
+            self.sync_later(SyncRequest { last, flushed: None })
+        } else {
+            self.sync_later(SyncRequest {
+                last,
+                flushed: Some(callback),
+            })
         }
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.db
             .delete_range_cf(cf(&self.db, CF_LOG), be(log_id.index), be(u64::MAX))
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+        // What is durable now ends before the removed entries; the request
+        // goes through the syncer so it stays in order with the appends.
+        let last = last_log_id(&self.db)?;
+        self.sync_later(SyncRequest { last, flushed: None })
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -431,6 +578,8 @@ pub struct StateMachine {
     history_limit: u64,
     /// This replica's id, reported in results for diagnostics.
     replica_id: u64,
+    /// No entry is applied before the local log has it on disk.
+    log_durability: LogDurability,
 }
 
 impl StateMachine {
@@ -438,6 +587,7 @@ impl StateMachine {
         db: Arc<DB>,
         replica_id: u64,
         history_limit: u64,
+        log_durability: LogDurability,
     ) -> Result<(Self, ObjectStore), StorageError> {
         let revision = get_json(&db, CF_META, KEY_REVISION)?.unwrap_or(0);
         let compacted = get_json(&db, CF_META, KEY_COMPACTED)?.unwrap_or(0);
@@ -463,6 +613,7 @@ impl StateMachine {
                 membership,
                 history_limit: history_limit.max(100),
                 replica_id,
+                log_durability,
             },
             store,
         ))
@@ -654,6 +805,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        if let Some(last) = entries.last() {
+            // Only the leader's own entries can get here before their
+            // fsync (see LogStore); everything else is already durable.
+            self.log_durability.wait_for(last.log_id.index).await?;
+        }
         let mut batch = WriteBatch::default();
         let mut pending: std::collections::HashMap<String, Option<Arc<Value>>> = Default::default();
         let mut results = Vec::new();
@@ -824,10 +981,56 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn only_the_current_leaders_own_entries_are_reported_before_their_fsync() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = open_db(dir.path()).expect("open");
+        let mut log = LogStore::new(db.clone(), 1).expect("log store");
+        assert_eq!(log.leading(), None, "no vote yet");
+        log.save_vote(&Vote::new(3, 1)).await.expect("vote");
+        assert_eq!(log.leading(), None, "a candidate's vote is not leadership");
+        log.save_vote(&Vote::new_committed(4, 2)).await.expect("vote");
+        assert_eq!(log.leading(), None, "another replica leads");
+        log.save_vote(&Vote::new_committed(5, 1)).await.expect("vote");
+        let leading = log.leading().expect("this replica leads term 5");
+        assert_eq!((leading.term, leading.node_id), (5, 1));
+        // The vote survives a restart, so a re-elected leader is recognised.
+        drop(log);
+        let log = LogStore::new(db, 1).expect("reopen");
+        assert_eq!(log.leading(), Some(leading));
+    }
+
+    #[tokio::test]
+    async fn the_state_machine_applies_nothing_past_the_durable_log() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = open_db(dir.path()).expect("open");
+        let (durable_tx, durable_rx) = watch::channel(Some(LogId::new(CommittedLeaderId::new(1, 1), 1)));
+        let (mut sm, store) =
+            StateMachine::open(db, 1, 1000, LogDurability::from_receiver(durable_rx)).expect("sm");
+        sm.apply(vec![entry(1, create("ns-default"))])
+            .await
+            .expect("durable entry applies");
+        assert_eq!(store.revision(), 1);
+        let applying = tokio::spawn(async move {
+            sm.apply(vec![entry(2, create("cm-a")), entry(3, create("cm-b"))])
+                .await
+                .map(|_| sm)
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        durable_tx.send_replace(Some(LogId::new(CommittedLeaderId::new(1, 1), 2)));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!applying.is_finished(), "entry 3 is not on disk yet");
+        assert_eq!(store.revision(), 1, "nothing of the batch is visible");
+        durable_tx.send_replace(Some(LogId::new(CommittedLeaderId::new(1, 1), 3)));
+        let _sm = applying.await.expect("task").expect("applies once durable");
+        assert_eq!(store.revision(), 3);
+        assert!(store.get("configmaps/default/cm-b").expect("read").is_some());
+    }
+
+    #[tokio::test]
     async fn replication_reads_are_bounded_in_bytes_but_never_empty() {
         let dir = tempfile::tempdir().expect("tmp");
         let db = open_db(dir.path()).expect("open");
-        let mut log = LogStore::new(db.clone()).expect("log store");
+        let mut log = LogStore::new(db.clone(), 1).expect("log store");
         let big = |i: u64| {
             let mut e = entry(i, create(&format!("cm-{i}")));
             if let EntryPayload::Normal(Command::Txn(t)) = &mut e.payload {
@@ -859,7 +1062,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         {
             let db = open_db(dir.path()).expect("open");
-            let (mut sm, store) = StateMachine::open(db, 1, 1000).expect("sm");
+            let (mut sm, store) = StateMachine::open(db, 1, 1000, LogDurability::everything()).expect("sm");
             let res = sm
                 .apply(vec![
                     entry(1, create("ns-default")),
@@ -884,7 +1087,7 @@ mod tests {
         }
         // Reopen: the state and the applied position survive.
         let db = open_db(dir.path()).expect("reopen");
-        let (mut sm, store) = StateMachine::open(db, 1, 1000).expect("sm");
+        let (mut sm, store) = StateMachine::open(db, 1, 1000, LogDurability::everything()).expect("sm");
         let (applied, _) = sm.applied_state().await.expect("applied");
         assert_eq!(applied.map(|l| l.index), Some(3));
         assert_eq!(store.revision(), 2);
@@ -896,7 +1099,7 @@ mod tests {
     async fn a_batch_entry_applies_each_command_with_its_own_revision() {
         let dir = tempfile::tempdir().expect("tmp");
         let db = open_db(dir.path()).expect("open");
-        let (mut sm, store) = StateMachine::open(db, 1, 1000).expect("sm");
+        let (mut sm, store) = StateMachine::open(db, 1, 1000, LogDurability::everything()).expect("sm");
         sm.apply(vec![entry(1, create("ns-default"))])
             .await
             .expect("apply");
@@ -916,7 +1119,7 @@ mod tests {
     async fn history_is_bounded_and_old_starts_are_expired() {
         let dir = tempfile::tempdir().expect("tmp");
         let db = open_db(dir.path()).expect("open");
-        let (mut sm, store) = StateMachine::open(db, 1, 100).expect("sm");
+        let (mut sm, store) = StateMachine::open(db, 1, 100, LogDurability::everything()).expect("sm");
         let mut entries = vec![entry(1, create("ns-default"))];
         for i in 0..300 {
             entries.push(entry(i + 2, create(&format!("c{i}"))));
@@ -940,7 +1143,7 @@ mod tests {
     async fn snapshot_round_trip_restores_objects_and_revision() {
         let src = tempfile::tempdir().expect("tmp");
         let db = open_db(src.path()).expect("open");
-        let (mut sm, _) = StateMachine::open(db, 1, 1000).expect("sm");
+        let (mut sm, _) = StateMachine::open(db, 1, 1000, LogDurability::everything()).expect("sm");
         sm.apply(vec![
             entry(1, create("ns-default")),
             entry(2, create("a")),
@@ -952,7 +1155,7 @@ mod tests {
         let snap = builder.build_snapshot().await.expect("build");
         let dst = tempfile::tempdir().expect("tmp");
         let db2 = open_db(dst.path()).expect("open");
-        let (mut sm2, store2) = StateMachine::open(db2, 2, 1000).expect("sm");
+        let (mut sm2, store2) = StateMachine::open(db2, 2, 1000, LogDurability::everything()).expect("sm");
         sm2.install_snapshot(&snap.meta, snap.snapshot)
             .await
             .expect("install");
@@ -967,7 +1170,7 @@ mod tests {
     async fn the_history_keeps_whole_objects_but_only_the_selectable_part_of_previous_states() {
         let dir = tempfile::tempdir().expect("tmp");
         let db = open_db(dir.path()).expect("open");
-        let (mut sm, store) = StateMachine::open(db, 1, 1000).expect("sm");
+        let (mut sm, store) = StateMachine::open(db, 1, 1000, LogDurability::everything()).expect("sm");
         let mut feed = store.subscribe();
         sm.apply(vec![entry(1, create("ns-default")), entry(2, create("a"))])
             .await
