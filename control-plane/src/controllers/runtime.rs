@@ -143,7 +143,7 @@ impl Cache {
         self.revision.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    fn replace(&self, resource: &str, items: Vec<Value>) {
+    pub(super) fn replace(&self, resource: &str, items: Vec<Value>) {
         if let Ok(mut map) = self.objects.write() {
             let m = map.entry(resource.to_string()).or_default();
             m.clear();
@@ -153,7 +153,7 @@ impl Cache {
         }
     }
 
-    fn apply(&self, resource: &str, kind: EventKind, obj: &Arc<Value>) {
+    pub(super) fn apply(&self, resource: &str, kind: EventKind, obj: &Arc<Value>) {
         if let Ok(mut map) = self.objects.write() {
             let m = map.entry(resource.to_string()).or_default();
             match kind {

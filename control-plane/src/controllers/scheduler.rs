@@ -7,20 +7,28 @@
 //!
 //! The scheduler works in passes rather than one Pod per reconcile: its
 //! single key, [`PENDING`], stands for "every pending Pod", so a burst of
-//! new Pods coalesces into one pass. A pass brings the node snapshot up to
-//! date with the cache (only what changed since the last pass is decoded),
-//! decides every pending Pod in turn against that snapshot, counting each
-//! decision in it before the next (as kube-scheduler "assumes" a Pod), and
-//! then commits the bindings in transactions of [`BINDS_PER_TXN`], several
-//! in flight, so a thousand bindings cost a handful of Raft entries. The next pass starts only after the
-//! cache has applied those bindings (the runtime waits for a controller's
-//! last write), so the snapshot never forgets a binding.
+//! new Pods coalesces into one reconcile. A pass brings the node snapshot
+//! up to date with the cache (only what changed since the last pass is
+//! decoded), decides pending Pods in turn against that snapshot, counting
+//! each decision in it before the next (as kube-scheduler "assumes" a
+//! Pod), and commits the bindings in transactions of [`BINDS_PER_TXN`].
+//!
+//! Passes are pipelined: while up to [`WRITES_IN_FLIGHT`] binding
+//! transactions are committing, the next pass already decides the Pods
+//! that arrived meanwhile. A Pod whose binding is in flight stays counted
+//! on its node and out of the pending list for as long as the cache still
+//! shows it at the version the binding was based on; once the cache shows
+//! a newer version (the binding applied, or someone else changed the Pod)
+//! it is counted from the cache again. A failed binding drops the
+//! assumption, so the next pass recounts the Pod and offers it again.
+//! Deciding is CPU work, so it runs on a blocking thread, not on the
+//! runtime's workers, which keep serving Raft and the API meanwhile.
 
 use super::runtime::{key_of, Action, Cache, Change, Ctx, ReconcileError, Reconciler};
 use super::{event_object, record_event, set_condition};
 use crate::store::objects::{meta_str, resource_version};
 use crate::store::types::{EventKind, Op};
-use futures::stream::{self, StreamExt};
+use futures::stream::{self, FuturesUnordered, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use rk_api::Reason;
 use rk_controllers::scheduler::{default_nodes_to_score, schedule, NodeInfo, ScheduleContext};
@@ -38,11 +46,15 @@ const WRITES_IN_FLIGHT: usize = 16;
 /// Bindings per transaction: one Raft entry and one state-machine batch
 /// bind this many Pods (and record their "Scheduled" Events).
 const BINDS_PER_TXN: usize = 128;
-/// Pods decided per pass, so a huge backlog still commits in steps.
-const MAX_PODS_PER_PASS: usize = 20_000;
 
 #[derive(Default)]
 pub struct Scheduler {
+    shared: Arc<Shared>,
+}
+
+/// What passes share; passes run on a blocking thread.
+#[derive(Default)]
+struct Shared {
     state: Mutex<Snapshot>,
     /// Bumped whenever room may have appeared (a node changed, a Pod left a
     /// node): Pods found unschedulable before are tried again.
@@ -55,8 +67,8 @@ struct Snapshot {
     /// Every node, sorted by name (the decision function's input).
     nodes: Vec<NodeInfo>,
     node_index: HashMap<String, usize>,
-    /// Node name → [`node_fingerprint`] as last seen.
-    node_versions: HashMap<String, String>,
+    /// Node name → its version as last seen.
+    node_versions: HashMap<String, NodeVersion>,
     /// Pod key → what the snapshot holds for it.
     pods: HashMap<String, PodEntry>,
     /// Pods that fit nowhere, with the epoch of the attempt.
@@ -69,6 +81,14 @@ struct Snapshot {
     start_index: usize,
 }
 
+/// A node as last seen: its resourceVersion, and the fingerprint of what
+/// scheduling reads (compared only when the resourceVersion moved, since
+/// computing it serializes the node).
+struct NodeVersion {
+    resource_version: String,
+    fingerprint: String,
+}
+
 struct PodEntry {
     /// The resourceVersion this entry reflects ("" while a binding this
     /// scheduler sent is not yet seen in the cache).
@@ -76,6 +96,9 @@ struct PodEntry {
     /// The node whose aggregates count this Pod, if any.
     node: Option<String>,
     seen_in_pass: u64,
+    /// While a binding of this Pod is in flight: the version of the
+    /// unbound Pod it was decided on.
+    binding_from: Option<String>,
 }
 
 fn wants_scheduling(pod: &Value) -> bool {
@@ -135,7 +158,13 @@ impl Snapshot {
         self.node_versions = cache
             .list("nodes", None)
             .iter()
-            .map(|n| (meta_str(n, "name").to_string(), node_fingerprint(n)))
+            .map(|n| {
+                let seen = NodeVersion {
+                    resource_version: meta_str(n, "resourceVersion").to_string(),
+                    fingerprint: node_fingerprint(n),
+                };
+                (meta_str(n, "name").to_string(), seen)
+            })
             .collect();
         self.nodes = nodes;
         // Every Pod is counted again on the new nodes.
@@ -156,17 +185,25 @@ impl Snapshot {
         let mut changed = false;
         for n in cached {
             let name = meta_str(&n, "name");
-            let rv = node_fingerprint(&n);
-            if self.node_versions.get(name).is_some_and(|v| *v == rv) {
+            let rv = meta_str(&n, "resourceVersion");
+            let Some(seen) = self.node_versions.get_mut(name) else {
+                continue;
+            };
+            if seen.resource_version == rv {
                 continue;
             }
+            seen.resource_version = rv.to_string();
+            let fingerprint = node_fingerprint(&n);
+            if seen.fingerprint == fingerprint {
+                continue;
+            }
+            seen.fingerprint = fingerprint;
             if let (Some(&i), Ok(node)) = (
                 self.node_index.get(name),
                 serde_json::from_value::<Node>((*n).clone()),
             ) {
                 self.nodes[i].set_node(node);
             }
-            self.node_versions.insert(name.to_string(), rv);
             changed = true;
         }
         changed
@@ -196,15 +233,22 @@ impl Snapshot {
         let mut freed = false;
         for p in cache.list("pods", None) {
             let key = key_of(&p);
-            if wants_scheduling(&p) {
-                pending.push(p.clone());
-            }
             let rv = meta_str(&p, "resourceVersion");
             if let Some(e) = self.pods.get_mut(&key) {
                 e.seen_in_pass = pass;
+                if e.binding_from.as_deref() == Some(rv) {
+                    // Our binding is still in flight: keep it counted
+                    // where we put it, and do not offer the Pod again.
+                    continue;
+                }
+                if wants_scheduling(&p) {
+                    pending.push(p.clone());
+                }
                 if e.version == rv {
                     continue;
                 }
+            } else if wants_scheduling(&p) {
+                pending.push(p.clone());
             }
             let holds = holding_node(&p).map(str::to_string);
             let before = self.pods.get(&key).and_then(|e| e.node.clone());
@@ -224,6 +268,7 @@ impl Snapshot {
                     version: rv.to_string(),
                     node,
                     seen_in_pass: pass,
+                    binding_from: None,
                 },
             );
         }
@@ -242,17 +287,14 @@ impl Snapshot {
             self.pods.remove(&key);
             self.unschedulable.remove(&key);
         }
-        pending.sort_by(|a, b| {
-            let created = |p: &Value| {
-                p["metadata"]["creationTimestamp"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string()
-            };
-            created(a)
-                .cmp(&created(b))
-                .then_with(|| key_of(a).cmp(&key_of(b)))
-        });
+        fn order(p: &Value) -> (&str, &str, &str) {
+            (
+                p["metadata"]["creationTimestamp"].as_str().unwrap_or(""),
+                meta_str(p, "namespace"),
+                meta_str(p, "name"),
+            )
+        }
+        pending.sort_by(|a, b| order(a).cmp(&order(b)));
         (pending, freed)
     }
 }
@@ -263,10 +305,10 @@ enum Decision {
     Unschedulable { pod: Arc<Value>, message: String },
 }
 
-impl Scheduler {
-    /// Decides every pending Pod against the snapshot, counting each
-    /// binding in it before deciding the next.
-    fn decide(&self, cache: &Cache) -> Vec<Decision> {
+impl Shared {
+    /// Decides up to `limit` pending Pods against the snapshot, counting
+    /// each binding in it before deciding the next.
+    fn decide(&self, cache: &Cache, limit: usize) -> Vec<Decision> {
         let mut snap = match self.state.lock() {
             Ok(s) => s,
             Err(p) => p.into_inner(),
@@ -278,7 +320,10 @@ impl Scheduler {
         }
         let epoch = self.epoch.load(Ordering::Acquire);
         let mut out = Vec::new();
-        for obj in pending.into_iter().take(MAX_PODS_PER_PASS) {
+        for obj in pending {
+            if out.len() >= limit {
+                break;
+            }
             let key = key_of(&obj);
             if snap.unschedulable.get(&key) == Some(&epoch) {
                 continue;
@@ -301,8 +346,9 @@ impl Scheduler {
                     if let Some(spec) = bound.spec.as_mut() {
                         spec.node_name = Some(decision.node.clone());
                     }
-                    // Counted now; the entry's empty version makes the
-                    // next pass recount it from the cache, bound or not.
+                    // Counted now and kept while the binding is in flight;
+                    // the entry's empty version makes a later pass recount
+                    // it from the cache once the cache has moved on.
                     snap.uncount(&key);
                     let node = snap.count(&decision.node, bound);
                     let pass = snap.pass;
@@ -312,6 +358,7 @@ impl Scheduler {
                             version: String::new(),
                             node,
                             seen_in_pass: pass,
+                            binding_from: Some(meta_str(&obj, "resourceVersion").to_string()),
                         },
                     );
                     out.push(Decision::Bind {
@@ -329,6 +376,21 @@ impl Scheduler {
             }
         }
         out
+    }
+
+    /// Drops the assumption of in-flight bindings that failed: the next
+    /// pass recounts these Pods from the cache and offers them again.
+    fn bindings_failed(&self, keys: &[String]) {
+        let mut snap = match self.state.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        for key in keys {
+            if let Some(e) = snap.pods.get_mut(key) {
+                e.binding_from = None;
+                e.version.clear();
+            }
+        }
     }
 }
 
@@ -356,11 +418,11 @@ fn bind_ops(ctx: &Ctx, obj: &Value, node: &str) -> Result<[Op; 2], ReconcileErro
     Ok([bind_op(obj, node)?, ctx.writer.create_op("events", &event)?])
 }
 
-/// Binds a batch of pods in one transaction; returns how many bindings
-/// failed. A transaction is all or nothing, so when one pod of the batch
-/// changed since the scheduler saw it (a conflict), the others are bound
-/// one by one instead of waiting for the next pass.
-async fn bind_batch(ctx: &Ctx, batch: Vec<(Arc<Value>, String)>) -> usize {
+/// Binds a batch of pods in one transaction; returns the keys of the Pods
+/// whose binding failed. A transaction is all or nothing, so when one pod
+/// of the batch changed since the scheduler saw it (a conflict), the others
+/// are bound one by one instead of waiting for the next pass.
+async fn bind_batch(ctx: &Ctx, batch: Vec<(Arc<Value>, String)>) -> Vec<String> {
     let ops: Result<Vec<Op>, ReconcileError> = batch
         .iter()
         .map(|(pod, node)| bind_ops(ctx, pod, node))
@@ -373,12 +435,12 @@ async fn bind_batch(ctx: &Ctx, batch: Vec<(Arc<Value>, String)>) -> usize {
     match result {
         Ok(_) => {
             tracing::debug!(pods = batch.len(), "scheduled");
-            0
+            Vec::new()
         }
         Err(ReconcileError::Api(e))
             if batch.len() > 1 && matches!(e.reason, Reason::Conflict | Reason::NotFound) =>
         {
-            let mut failed = 0;
+            let mut failed = Vec::new();
             for (pod, node) in &batch {
                 let one = match bind_ops(ctx, pod, node) {
                     Ok(ops) => ctx.writer.txn(ops.into()).await.map_err(ReconcileError::from),
@@ -386,14 +448,14 @@ async fn bind_batch(ctx: &Ctx, batch: Vec<(Arc<Value>, String)>) -> usize {
                 };
                 if let Err(e) = one {
                     tracing::debug!(pod = %key_of(pod), error = %e, "binding failed; the next pass retries");
-                    failed += 1;
+                    failed.push(key_of(pod));
                 }
             }
             failed
         }
         Err(e) => {
             tracing::debug!(pods = batch.len(), error = %e, "binding failed; the next pass retries");
-            batch.len()
+            batch.iter().map(|(pod, _)| key_of(pod)).collect()
         }
     }
 }
@@ -447,47 +509,48 @@ impl Reconciler for Scheduler {
     }
 
     async fn reconcile(&self, _key: &str, ctx: &Ctx) -> Result<Action, ReconcileError> {
-        let decisions = self.decide(&ctx.cache);
-        if decisions.is_empty() {
-            return Ok(Action::AwaitChange);
-        }
-        let mut binds = Vec::new();
-        let mut unschedulable_pods = Vec::new();
-        for d in decisions {
-            match d {
-                Decision::Bind { pod, node } => binds.push((pod, node)),
-                Decision::Unschedulable { pod, message } => unschedulable_pods.push((pod, message)),
+        // Binding transactions in flight, each yielding the keys of the
+        // Pods it failed to bind.
+        let mut in_flight = FuturesUnordered::new();
+        let mut failed = 0usize;
+        loop {
+            // Decide more once half the writes are done, so a pass decides
+            // a worthwhile number of Pods rather than one batch at a time.
+            if failed == 0 && in_flight.len() <= WRITES_IN_FLIGHT / 2 {
+                let room = (WRITES_IN_FLIGHT - in_flight.len()) * BINDS_PER_TXN;
+                let shared = self.shared.clone();
+                let cache = ctx.cache.clone();
+                let decisions = tokio::task::spawn_blocking(move || shared.decide(&cache, room))
+                    .await
+                    .map_err(|e| ReconcileError::Other(format!("scheduling pass: {e}")))?;
+                let mut binds = Vec::new();
+                let mut unschedulable_pods = Vec::new();
+                for d in decisions {
+                    match d {
+                        Decision::Bind { pod, node } => binds.push((pod, node)),
+                        Decision::Unschedulable { pod, message } => unschedulable_pods.push((pod, message)),
+                    }
+                }
+                while !binds.is_empty() {
+                    let rest = binds.split_off(binds.len().min(BINDS_PER_TXN));
+                    in_flight.push(bind_batch(ctx, std::mem::replace(&mut binds, rest)));
+                }
+                failed += report_all_unschedulable(ctx, unschedulable_pods).await;
+            }
+            // A binding that failed (the pod changed, leadership moved) is
+            // retried by a later pass, which recounts that pod from the
+            // cache; this one stops deciding and lets the writes drain.
+            match in_flight.next().await {
+                Some(keys) if keys.is_empty() => {}
+                Some(keys) => {
+                    failed += keys.len();
+                    self.shared.bindings_failed(&keys);
+                }
+                None => break,
             }
         }
-        let mut batches: Vec<Vec<(Arc<Value>, String)>> = Vec::new();
-        while !binds.is_empty() {
-            let rest = binds.split_off(binds.len().min(BINDS_PER_TXN));
-            batches.push(std::mem::replace(&mut binds, rest));
-        }
-        // A binding that failed (the pod changed, leadership moved) is
-        // retried by the next pass, which recounts that pod from the cache.
-        let failed_binds: usize = stream::iter(batches)
-            .map(|batch| bind_batch(ctx, batch))
-            .buffer_unordered(WRITES_IN_FLIGHT)
-            .collect::<Vec<usize>>()
-            .await
-            .into_iter()
-            .sum();
-        let failed_reports = stream::iter(unschedulable_pods)
-            .map(|(pod, message)| async move { report_unschedulable(ctx, &pod, &message).await })
-            .buffer_unordered(WRITES_IN_FLIGHT)
-            .collect::<Vec<Result<(), ReconcileError>>>()
-            .await
-            .into_iter()
-            .filter(|r| {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "reporting an unschedulable pod failed; the next pass retries");
-                }
-                r.is_err()
-            })
-            .count();
-        let failed = failed_binds + failed_reports;
         let unschedulable = self
+            .shared
             .state
             .lock()
             .map(|s| !s.unschedulable.is_empty())
@@ -505,9 +568,78 @@ impl Reconciler for Scheduler {
     }
 }
 
+/// Reports Pods that fit nowhere; returns how many reports failed.
+async fn report_all_unschedulable(ctx: &Ctx, pods: Vec<(Arc<Value>, String)>) -> usize {
+    stream::iter(pods)
+        .map(|(pod, message)| async move { report_unschedulable(ctx, &pod, &message).await })
+        .buffer_unordered(WRITES_IN_FLIGHT)
+        .collect::<Vec<Result<(), ReconcileError>>>()
+        .await
+        .into_iter()
+        .filter(|r| {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "reporting an unschedulable pod failed; the next pass retries");
+            }
+            r.is_err()
+        })
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sim_node(name: &str, cpu: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "resourceVersion": "1", "labels": {"kubernetes.io/hostname": name}},
+            "status": {"allocatable": {"cpu": cpu, "memory": "8Gi", "pods": "110"},
+                       "conditions": [{"type": "Ready", "status": "True"}]}})
+    }
+
+    fn pending_pod(name: &str, rv: u64) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "d", "resourceVersion": rv.to_string(),
+                         "creationTimestamp": format!("2026-11-27T00:00:0{rv}Z")},
+            "spec": {"containers": [{"name": "c", "image": "i",
+                     "resources": {"requests": {"cpu": "600m"}}}]}})
+    }
+
+    fn bound_names(decisions: &[Decision]) -> Vec<String> {
+        decisions
+            .iter()
+            .filter_map(|d| match d {
+                Decision::Bind { pod, .. } => Some(meta_str(pod, "name").to_string()),
+                Decision::Unschedulable { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_binding_in_flight_keeps_its_room_and_is_not_offered_again() {
+        let cache = Cache::default();
+        cache.replace("nodes", vec![sim_node("n1", "1")]);
+        cache.replace("pods", vec![pending_pod("a", 1), pending_pod("b", 2)]);
+        let shared = Shared::default();
+        // One CPU holds one 600m Pod: a is bound, b fits nowhere.
+        assert_eq!(bound_names(&shared.decide(&cache, 100)), ["a"]);
+        // The cache has not seen the binding yet: a is neither offered
+        // again nor forgotten (b still does not fit).
+        assert!(bound_names(&shared.decide(&cache, 100)).is_empty());
+        // The binding failed: a is offered again, in the room it had.
+        shared.bindings_failed(&["d/a".to_string()]);
+        assert_eq!(bound_names(&shared.decide(&cache, 100)), ["a"]);
+        // The binding lands: the cache now counts a on n1, so b still
+        // does not fit, and a is not offered again.
+        let mut bound = pending_pod("a", 3);
+        bound["spec"]["nodeName"] = json!("n1");
+        cache.apply("pods", EventKind::Modified, &Arc::new(bound));
+        assert!(bound_names(&shared.decide(&cache, 100)).is_empty());
+        // The limit caps one pass.
+        cache.replace("nodes", vec![sim_node("n1", "1"), sim_node("n2", "8")]);
+        cache.apply("pods", EventKind::Added, &Arc::new(pending_pod("c", 4)));
+        assert_eq!(bound_names(&shared.decide(&cache, 1)), ["b"]);
+        assert_eq!(bound_names(&shared.decide(&cache, 1)), ["c"]);
+    }
 
     #[test]
     fn which_pods_the_scheduler_takes() {
