@@ -396,7 +396,7 @@ impl Writer {
     }
 
     /// A prepared transaction (ops already validated), all or nothing.
-    pub async fn txn(&self, ops: Vec<Op>) -> Result<Vec<Value>, ApiError> {
+    pub async fn txn(&self, ops: Vec<Op>) -> Result<Vec<Arc<Value>>, ApiError> {
         self.ensure_leader()?;
         let applied = self
             .api
@@ -436,7 +436,13 @@ impl Writer {
     }
 
     async fn commit(&self, ops: Vec<Op>) -> Result<Value, ApiError> {
-        Ok(self.txn(ops).await?.into_iter().next().unwrap_or_default())
+        Ok(self
+            .txn(ops)
+            .await?
+            .into_iter()
+            .next()
+            .map(Arc::unwrap_or_clone)
+            .unwrap_or_default())
     }
 }
 

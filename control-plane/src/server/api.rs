@@ -179,7 +179,12 @@ impl ApiSvc {
             }))
             .await?;
         Ok((
-            applied.objects.into_iter().next().unwrap_or_default(),
+            applied
+                .objects
+                .into_iter()
+                .next()
+                .map(Arc::unwrap_or_clone)
+                .unwrap_or_default(),
             applied.revision,
         ))
     }
@@ -276,7 +281,10 @@ impl ApiSvc {
                 }))
                 .await
             {
-                Ok(a) => return Ok((a.objects.into_iter().next().unwrap_or_default(), a.revision)),
+                Ok(a) => {
+                    let obj = a.objects.into_iter().next().map(Arc::unwrap_or_clone);
+                    return Ok((obj.unwrap_or_default(), a.revision));
+                }
                 Err(e) if e.reason == Reason::Conflict && !own_precondition => {
                     self.replica.read_barrier().await?;
                     continue;
@@ -389,7 +397,7 @@ impl Api for ApiSvc {
             .await
             .map_err(err)?;
         Ok(obj_response(
-            a.objects.first().unwrap_or(&Value::Null),
+            a.objects.first().map_or(&Value::Null, |o| o.as_ref()),
             a.revision,
         ))
     }

@@ -40,8 +40,8 @@ pub struct TxnEffects {
     /// Final value per key: Some = put, None = delete.
     pub writes: BTreeMap<String, Option<Arc<Value>>>,
     pub events: Vec<StoredEvent>,
-    /// One per op.
-    pub objects: Vec<Value>,
+    /// One per op, shared with `writes` and `events`.
+    pub objects: Vec<Arc<Value>>,
 }
 
 pub fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
@@ -86,7 +86,7 @@ fn mark_pod_terminating(
     now: &str,
     old: Value,
     grace: i64,
-) -> Value {
+) -> Arc<Value> {
     let mut obj = old.clone();
     let unchanged = obj["metadata"]["deletionGracePeriodSeconds"].as_i64() == Some(grace);
     if !unchanged {
@@ -103,8 +103,7 @@ fn mark_pod_terminating(
         set_meta(&mut obj, "deletionGracePeriodSeconds", json!(grace));
     }
     set_meta(&mut obj, "resourceVersion", rv.clone());
-    record(fx, key, EventKind::Modified, "pods", obj.clone(), Some(old));
-    obj
+    record(fx, key, EventKind::Modified, "pods", obj, Some(old))
 }
 
 fn set_meta(obj: &mut Value, field: &str, value: Value) {
@@ -152,11 +151,12 @@ fn blocking_finalizers(obj: &Value) -> usize {
 pub fn apply_txn(
     read: &dyn ObjectRead,
     revision: u64,
-    txn: &Txn,
+    txn: Txn,
 ) -> Result<Result<TxnEffects, ApiError>, String> {
     let mut fx = TxnEffects::default();
-    for op in &txn.ops {
-        match apply_op(read, &mut fx, revision, &txn.now, op)? {
+    let Txn { now, ops } = txn;
+    for op in ops {
+        match apply_op(read, &mut fx, revision, &now, op)? {
             Ok(obj) => fx.objects.push(obj),
             Err(e) => return Ok(Err(e)),
         }
@@ -178,7 +178,7 @@ fn record(
     resource: &str,
     obj: Value,
     prev: Option<Value>,
-) {
+) -> Arc<Value> {
     let obj = Arc::new(obj);
     fx.writes.insert(
         key,
@@ -193,9 +193,53 @@ fn record(
     fx.events.push(StoredEvent {
         kind,
         resource: resource.to_string(),
-        object: obj,
+        object: obj.clone(),
         prev: prev.map(Arc::new),
     });
+    obj
+}
+
+/// Creates `object` (taken as is) at `rv`.
+fn apply_create(
+    read: &dyn ObjectRead,
+    fx: &mut TxnEffects,
+    rv: Value,
+    resource: &str,
+    mut obj: Value,
+) -> Result<Result<Arc<Value>, ApiError>, String> {
+    let ns = meta_str(&obj, "namespace").to_string();
+    let name = meta_str(&obj, "name").to_string();
+    if name.is_empty() {
+        return Ok(Err(ApiError::new(
+            Reason::Invalid,
+            "metadata.name: Required value",
+        )));
+    }
+    if !ns.is_empty() {
+        let ns_key = object_key("namespaces", "", &ns);
+        match lookup(read, fx, &ns_key)? {
+            None => {
+                return Ok(Err(ApiError::not_found("namespaces", &ns)));
+            }
+            Some(nsobj) if !meta_str(&nsobj, "deletionTimestamp").is_empty() => {
+                return Ok(Err(ApiError::new(
+                    Reason::Forbidden,
+                    format!(
+                        "{} \"{}\" is forbidden: unable to create new content in namespace {} because it is being terminated",
+                        resource, name, ns
+                    ),
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    let key = object_key(resource, &ns, &name);
+    if lookup(read, fx, &key)?.is_some() {
+        return Ok(Err(ApiError::already_exists(resource, &name)));
+    }
+    set_meta(&mut obj, "resourceVersion", rv);
+    set_meta(&mut obj, "generation", json!(1));
+    Ok(Ok(record(fx, key, EventKind::Added, resource, obj, None)))
 }
 
 fn apply_op(
@@ -203,47 +247,17 @@ fn apply_op(
     fx: &mut TxnEffects,
     revision: u64,
     now: &str,
-    op: &Op,
-) -> Result<Result<Value, ApiError>, String> {
+    op: Op,
+) -> Result<Result<Arc<Value>, ApiError>, String> {
     let rv = json!(revision.to_string());
-    match op {
-        Op::Create { resource, object } => {
-            let ns = meta_str(object, "namespace").to_string();
-            let name = meta_str(object, "name").to_string();
-            if name.is_empty() {
-                return Ok(Err(ApiError::new(
-                    Reason::Invalid,
-                    "metadata.name: Required value",
-                )));
-            }
-            if !ns.is_empty() {
-                let ns_key = object_key("namespaces", "", &ns);
-                match lookup(read, fx, &ns_key)? {
-                    None => {
-                        return Ok(Err(ApiError::not_found("namespaces", &ns)));
-                    }
-                    Some(nsobj) if !meta_str(&nsobj, "deletionTimestamp").is_empty() => {
-                        return Ok(Err(ApiError::new(
-                            Reason::Forbidden,
-                            format!(
-                                "{} \"{}\" is forbidden: unable to create new content in namespace {} because it is being terminated",
-                                resource, name, ns
-                            ),
-                        )));
-                    }
-                    Some(_) => {}
-                }
-            }
-            let key = object_key(resource, &ns, &name);
-            if lookup(read, fx, &key)?.is_some() {
-                return Ok(Err(ApiError::already_exists(resource, &name)));
-            }
-            let mut obj = object.clone();
-            set_meta(&mut obj, "resourceVersion", rv);
-            set_meta(&mut obj, "generation", json!(1));
-            record(fx, key, EventKind::Added, resource, obj.clone(), None);
-            Ok(Ok(obj))
-        }
+    // A create takes its object as is, without a copy; the other ops are
+    // read in place.
+    let op = match op {
+        Op::Create { resource, object } => return apply_create(read, fx, rv, &resource, object),
+        other => other,
+    };
+    match &op {
+        Op::Create { .. } => unreachable!("handled above"),
         Op::Update {
             resource,
             object,
@@ -330,11 +344,9 @@ fn apply_op(
                 && blocking_finalizers(&new) == 0
                 && (resource != "pods" || deletion_grace(&new) == 0)
             {
-                record(fx, key, EventKind::Deleted, resource, new.clone(), Some(old));
-                return Ok(Ok(new));
+                return Ok(Ok(record(fx, key, EventKind::Deleted, resource, new, Some(old))));
             }
-            record(fx, key, EventKind::Modified, resource, new.clone(), Some(old));
-            Ok(Ok(new))
+            Ok(Ok(record(fx, key, EventKind::Modified, resource, new, Some(old))))
         }
         Op::Delete {
             resource,
@@ -394,8 +406,7 @@ fn apply_op(
                 resource == "namespaces" && blocking_finalizers(&old) > finalizers(&old).len();
             if fins.is_empty() && !namespace_content {
                 set_meta(&mut obj, "resourceVersion", rv);
-                record(fx, key, EventKind::Deleted, resource, obj.clone(), Some(old));
-                return Ok(Ok(obj));
+                return Ok(Ok(record(fx, key, EventKind::Deleted, resource, obj, Some(old))));
             }
             // Finalizers present: the object stays, marked, until the
             // controllers that own the finalizers remove them. A Pod here
@@ -416,11 +427,10 @@ fn apply_op(
             // Deleting again what is already marked changes nothing, and
             // costs no revision.
             if obj == old {
-                return Ok(Ok(obj));
+                return Ok(Ok(Arc::new(obj)));
             }
             set_meta(&mut obj, "resourceVersion", rv);
-            record(fx, key, EventKind::Modified, resource, obj.clone(), Some(old));
-            Ok(Ok(obj))
+            Ok(Ok(record(fx, key, EventKind::Modified, resource, obj, Some(old))))
         }
         Op::CheckExists {
             resource,
@@ -441,7 +451,7 @@ fn apply_op(
                     )));
                 }
             }
-            Ok(Ok(Value::Null))
+            Ok(Ok(Arc::new(Value::Null)))
         }
         Op::Bind {
             namespace,
@@ -485,8 +495,7 @@ fn apply_op(
                 None => *conditions = json!([condition]),
             }
             set_meta(&mut new, "resourceVersion", rv);
-            record(fx, key, EventKind::Modified, "pods", new.clone(), Some(old));
-            Ok(Ok(new))
+            Ok(Ok(record(fx, key, EventKind::Modified, "pods", new, Some(old))))
         }
         Op::CheckAbsent {
             resource,
@@ -497,7 +506,7 @@ fn apply_op(
             if lookup(read, fx, &key)?.is_some() {
                 return Ok(Err(ApiError::already_exists(resource, name)));
             }
-            Ok(Ok(Value::Null))
+            Ok(Ok(Arc::new(Value::Null)))
         }
     }
 }
@@ -549,14 +558,14 @@ mod tests {
     #[test]
     fn create_sets_revision_and_refuses_duplicates() {
         let mut w = world();
-        let fx = apply_txn(&w, 5, &txn(vec![create(cm("a", "1"))]))
+        let fx = apply_txn(&w, 5, txn(vec![create(cm("a", "1"))]))
             .unwrap()
             .unwrap();
         assert_eq!(meta_str(&fx.objects[0], "resourceVersion"), "5");
         assert_eq!(fx.events.len(), 1);
         assert_eq!(fx.events[0].kind, EventKind::Added);
         commit(&mut w, &fx);
-        let err = apply_txn(&w, 6, &txn(vec![create(cm("a", "2"))]))
+        let err = apply_txn(&w, 6, txn(vec![create(cm("a", "2"))]))
             .unwrap()
             .unwrap_err();
         assert_eq!(err.reason, Reason::AlreadyExists);
@@ -567,14 +576,14 @@ mod tests {
         let w = world();
         let mut o = cm("a", "1");
         o["metadata"]["namespace"] = json!("nope");
-        let err = apply_txn(&w, 2, &txn(vec![create(o)])).unwrap().unwrap_err();
+        let err = apply_txn(&w, 2, txn(vec![create(o)])).unwrap().unwrap_err();
         assert_eq!(err.reason, Reason::NotFound);
     }
 
     #[test]
     fn stale_update_conflicts_and_fresh_one_lands() {
         let mut w = world();
-        let fx = apply_txn(&w, 2, &txn(vec![create(cm("a", "1"))]))
+        let fx = apply_txn(&w, 2, txn(vec![create(cm("a", "1"))]))
             .unwrap()
             .unwrap();
         commit(&mut w, &fx);
@@ -584,9 +593,9 @@ mod tests {
             expected_rv: Some(rv),
             status: false,
         };
-        let err = apply_txn(&w, 3, &txn(vec![upd(1)])).unwrap().unwrap_err();
+        let err = apply_txn(&w, 3, txn(vec![upd(1)])).unwrap().unwrap_err();
         assert_eq!(err.reason, Reason::Conflict);
-        let fx = apply_txn(&w, 3, &txn(vec![upd(2)])).unwrap().unwrap();
+        let fx = apply_txn(&w, 3, txn(vec![upd(2)])).unwrap().unwrap();
         assert_eq!(fx.objects[0]["data"]["k"], "2");
         assert_eq!(meta_str(&fx.objects[0], "resourceVersion"), "3");
         assert_eq!(fx.events[0].prev.as_ref().unwrap()["data"]["k"], "1");
@@ -595,12 +604,12 @@ mod tests {
     #[test]
     fn failed_txn_has_no_effects() {
         let mut w = world();
-        let fx = apply_txn(&w, 2, &txn(vec![create(cm("a", "1"))]))
+        let fx = apply_txn(&w, 2, txn(vec![create(cm("a", "1"))]))
             .unwrap()
             .unwrap();
         commit(&mut w, &fx);
         // The second op fails, so the first must not be applied either.
-        let r = apply_txn(&w, 3, &txn(vec![create(cm("b", "1")), create(cm("a", "x"))])).unwrap();
+        let r = apply_txn(&w, 3, txn(vec![create(cm("b", "1")), create(cm("a", "x"))])).unwrap();
         assert_eq!(r.unwrap_err().reason, Reason::AlreadyExists);
         assert!(!w.contains_key(&object_key("configmaps", "default", "b")));
     }
@@ -610,7 +619,7 @@ mod tests {
         let mut w = world();
         let mut o = cm("a", "1");
         o["metadata"]["finalizers"] = json!(["example.com/hold"]);
-        let fx = apply_txn(&w, 2, &txn(vec![create(o)])).unwrap().unwrap();
+        let fx = apply_txn(&w, 2, txn(vec![create(o)])).unwrap().unwrap();
         commit(&mut w, &fx);
         let del = Op::Delete {
             resource: "configmaps".into(),
@@ -621,14 +630,14 @@ mod tests {
             propagation: None,
             grace_period_seconds: None,
         };
-        let fx = apply_txn(&w, 3, &txn(vec![del])).unwrap().unwrap();
+        let fx = apply_txn(&w, 3, txn(vec![del])).unwrap().unwrap();
         assert_eq!(fx.events[0].kind, EventKind::Modified);
         assert_eq!(
             meta_str(&fx.objects[0], "deletionTimestamp"),
             "2026-11-27T00:00:00Z"
         );
         commit(&mut w, &fx);
-        let mut cleared = fx.objects[0].clone();
+        let mut cleared = (*fx.objects[0]).clone();
         cleared["metadata"]["finalizers"] = json!([]);
         let upd = Op::Update {
             resource: "configmaps".into(),
@@ -636,7 +645,7 @@ mod tests {
             expected_rv: Some(3),
             status: false,
         };
-        let fx = apply_txn(&w, 4, &txn(vec![upd])).unwrap().unwrap();
+        let fx = apply_txn(&w, 4, txn(vec![upd])).unwrap().unwrap();
         assert_eq!(fx.events[0].kind, EventKind::Deleted);
         commit(&mut w, &fx);
         assert!(!w.contains_key(&object_key("configmaps", "default", "a")));
@@ -649,7 +658,7 @@ mod tests {
         let fx = apply_txn(
             &w,
             2,
-            &txn(vec![Op::Create {
+            txn(vec![Op::Create {
                 resource: "namespaces".into(),
                 object: ns,
             }]),
@@ -666,16 +675,16 @@ mod tests {
             propagation: None,
             grace_period_seconds: None,
         };
-        let fx = apply_txn(&w, 3, &txn(vec![del])).unwrap().unwrap();
+        let fx = apply_txn(&w, 3, txn(vec![del])).unwrap().unwrap();
         assert_eq!(fx.events[0].kind, EventKind::Modified);
         assert_eq!(fx.objects[0]["status"]["phase"], "Terminating");
         commit(&mut w, &fx);
         // New content is refused while it terminates.
         let mut o = cm("late", "1");
         o["metadata"]["namespace"] = json!("tmp");
-        let err = apply_txn(&w, 4, &txn(vec![create(o)])).unwrap().unwrap_err();
+        let err = apply_txn(&w, 4, txn(vec![create(o)])).unwrap().unwrap_err();
         assert_eq!(err.reason, Reason::Forbidden);
-        let mut cleared = fx.objects[0].clone();
+        let mut cleared = (*fx.objects[0]).clone();
         cleared["spec"]["finalizers"] = json!([]);
         let upd = Op::Update {
             resource: "namespaces".into(),
@@ -683,7 +692,7 @@ mod tests {
             expected_rv: None,
             status: false,
         };
-        let fx = apply_txn(&w, 4, &txn(vec![upd])).unwrap().unwrap();
+        let fx = apply_txn(&w, 4, txn(vec![upd])).unwrap().unwrap();
         assert_eq!(fx.events[0].kind, EventKind::Deleted);
     }
 
@@ -701,7 +710,7 @@ mod tests {
         let fx = apply_txn(
             &w,
             2,
-            &txn(vec![
+            txn(vec![
                 create_pod(pod("bound", "n1")),
                 create_pod(pod("unbound", "")),
             ]),
@@ -718,7 +727,7 @@ mod tests {
             propagation: None,
             grace_period_seconds: grace,
         };
-        let fx = apply_txn(&w, 3, &txn(vec![del("bound", None)])).unwrap().unwrap();
+        let fx = apply_txn(&w, 3, txn(vec![del("bound", None)])).unwrap().unwrap();
         assert_eq!(fx.events[0].kind, EventKind::Modified);
         assert_eq!(
             meta_str(&fx.objects[0], "deletionTimestamp"),
@@ -727,18 +736,18 @@ mod tests {
         assert_eq!(fx.objects[0]["metadata"]["deletionGracePeriodSeconds"], 10);
         commit(&mut w, &fx);
         // A longer grace period does not extend it.
-        let fx = apply_txn(&w, 4, &txn(vec![del("bound", Some(60))]))
+        let fx = apply_txn(&w, 4, txn(vec![del("bound", Some(60))]))
             .unwrap()
             .unwrap();
         assert_eq!(
             meta_str(&fx.objects[0], "deletionTimestamp"),
             "2026-11-27T00:00:10Z"
         );
-        let fx = apply_txn(&w, 4, &txn(vec![del("bound", Some(0))]))
+        let fx = apply_txn(&w, 4, txn(vec![del("bound", Some(0))]))
             .unwrap()
             .unwrap();
         assert_eq!(fx.events[0].kind, EventKind::Deleted);
-        let fx = apply_txn(&w, 4, &txn(vec![del("unbound", None)]))
+        let fx = apply_txn(&w, 4, txn(vec![del("unbound", None)]))
             .unwrap()
             .unwrap();
         assert_eq!(fx.events[0].kind, EventKind::Deleted);
@@ -753,7 +762,7 @@ mod tests {
         let fx = apply_txn(
             &w,
             2,
-            &txn(vec![Op::Create {
+            txn(vec![Op::Create {
                 resource: "pods".into(),
                 object: pod,
             }]),
@@ -781,17 +790,17 @@ mod tests {
             }
         };
         // Graceful delete: marked for 10 s.
-        let fx = apply_txn(&w, 3, &txn(vec![del(None)])).unwrap().unwrap();
+        let fx = apply_txn(&w, 3, txn(vec![del(None)])).unwrap().unwrap();
         assert_eq!(fx.objects[0]["metadata"]["deletionGracePeriodSeconds"], 10);
         commit(&mut w, &fx);
         // Releasing the finalizer while the node still stops containers
         // leaves the Pod in place.
-        let fx = apply_txn(&w, 4, &txn(vec![release(&fx.objects[0], 3)]))
+        let fx = apply_txn(&w, 4, txn(vec![release(&fx.objects[0], 3)]))
             .unwrap()
             .unwrap();
         assert_eq!(fx.events[0].kind, EventKind::Modified);
         // Finalizer kept, node confirms: still there, now at grace 0.
-        let fx = apply_txn(&w, 4, &txn(vec![del(Some(0))])).unwrap().unwrap();
+        let fx = apply_txn(&w, 4, txn(vec![del(Some(0))])).unwrap().unwrap();
         assert_eq!(fx.events[0].kind, EventKind::Modified);
         assert_eq!(fx.objects[0]["metadata"]["deletionGracePeriodSeconds"], 0);
         assert_eq!(
@@ -800,7 +809,7 @@ mod tests {
         );
         commit(&mut w, &fx);
         // Then the finalizer's owner releases it, which ends the Pod.
-        let fx = apply_txn(&w, 5, &txn(vec![release(&fx.objects[0], 4)]))
+        let fx = apply_txn(&w, 5, txn(vec![release(&fx.objects[0], 4)]))
             .unwrap()
             .unwrap();
         assert_eq!(fx.events[0].kind, EventKind::Deleted);
@@ -815,7 +824,7 @@ mod tests {
         let fx = apply_txn(
             &w,
             2,
-            &txn(vec![Op::Create {
+            txn(vec![Op::Create {
                 resource: "pods".into(),
                 object: pod,
             }]),
@@ -829,9 +838,9 @@ mod tests {
             expected_rv: rv,
             node: node.into(),
         };
-        let err = apply_txn(&w, 3, &txn(vec![bind(1, "n1")])).unwrap().unwrap_err();
+        let err = apply_txn(&w, 3, txn(vec![bind(1, "n1")])).unwrap().unwrap_err();
         assert_eq!(err.reason, Reason::Conflict, "a stale version is refused");
-        let fx = apply_txn(&w, 3, &txn(vec![bind(2, "n1")])).unwrap().unwrap();
+        let fx = apply_txn(&w, 3, txn(vec![bind(2, "n1")])).unwrap().unwrap();
         let bound = &fx.objects[0];
         assert_eq!(bound["spec"]["nodeName"], "n1");
         assert_eq!(
@@ -840,14 +849,14 @@ mod tests {
         );
         assert_eq!(meta_str(bound, "resourceVersion"), "3");
         commit(&mut w, &fx);
-        let err = apply_txn(&w, 4, &txn(vec![bind(3, "n2")])).unwrap().unwrap_err();
+        let err = apply_txn(&w, 4, txn(vec![bind(3, "n2")])).unwrap().unwrap_err();
         assert_eq!(err.reason, Reason::Conflict, "a bound pod is never rebound");
     }
 
     #[test]
     fn delete_preconditions() {
         let mut w = world();
-        let fx = apply_txn(&w, 2, &txn(vec![create(cm("a", "1"))]))
+        let fx = apply_txn(&w, 2, txn(vec![create(cm("a", "1"))]))
             .unwrap()
             .unwrap();
         commit(&mut w, &fx);
@@ -861,20 +870,20 @@ mod tests {
             grace_period_seconds: None,
         };
         assert_eq!(
-            apply_txn(&w, 3, &txn(vec![del(Some(9), None)]))
+            apply_txn(&w, 3, txn(vec![del(Some(9), None)]))
                 .unwrap()
                 .unwrap_err()
                 .reason,
             Reason::Conflict
         );
         assert_eq!(
-            apply_txn(&w, 3, &txn(vec![del(None, Some("other"))]))
+            apply_txn(&w, 3, txn(vec![del(None, Some("other"))]))
                 .unwrap()
                 .unwrap_err()
                 .reason,
             Reason::Conflict
         );
-        let fx = apply_txn(&w, 3, &txn(vec![del(Some(2), Some("u1"))]))
+        let fx = apply_txn(&w, 3, txn(vec![del(Some(2), Some("u1"))]))
             .unwrap()
             .unwrap();
         assert_eq!(fx.events[0].kind, EventKind::Deleted);
@@ -889,7 +898,7 @@ mod tests {
         let fx = apply_txn(
             &w,
             2,
-            &txn(vec![Op::Create {
+            txn(vec![Op::Create {
                 resource: "deployments.apps".into(),
                 object: dep.clone(),
             }]),
@@ -903,7 +912,7 @@ mod tests {
         let fx = apply_txn(
             &w,
             3,
-            &txn(vec![Op::Update {
+            txn(vec![Op::Update {
                 resource: "deployments.apps".into(),
                 object: st,
                 expected_rv: None,
@@ -923,7 +932,7 @@ mod tests {
         let fx = apply_txn(
             &w,
             4,
-            &txn(vec![Op::Update {
+            txn(vec![Op::Update {
                 resource: "deployments.apps".into(),
                 object: sp,
                 expected_rv: None,

@@ -682,7 +682,7 @@ impl StateMachine {
                     db: &self.db,
                     pending,
                 };
-                let outcome = objects::apply_txn(&overlay, next, &txn)
+                let outcome = objects::apply_txn(&overlay, next, txn)
                     .map_err(|e| StorageIOError::apply(log_id, AnyError::error(e)))?;
                 match outcome {
                     Err(e) => outcomes.push(Err(e.into())),

@@ -111,8 +111,10 @@ pub struct CommandResult {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Applied {
     pub revision: u64,
-    /// One per op (Null for checks); for deletes the last state.
-    pub objects: Vec<Value>,
+    /// One per op (Null for checks); for deletes the last state. Shared
+    /// with the watch feed, so a caller that only needs to read it copies
+    /// nothing.
+    pub objects: Vec<Arc<Value>>,
     pub replica_id: u64,
 }
 
