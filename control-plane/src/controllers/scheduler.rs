@@ -167,8 +167,15 @@ impl Snapshot {
             })
             .collect();
         self.nodes = nodes;
-        // Every Pod is counted again on the new nodes.
-        self.pods.clear();
+        // Every Pod is counted again on the new nodes, from the cache. A
+        // Pod whose binding is in flight stays out of the pending list
+        // (it must not be bound twice) but is counted nowhere until the
+        // cache shows it bound.
+        self.pods.retain(|_, e| e.binding_from.is_some());
+        for e in self.pods.values_mut() {
+            e.node = None;
+            e.version.clear();
+        }
     }
 
     /// Brings the nodes up to date; returns whether anything changed.
@@ -634,9 +641,30 @@ mod tests {
         bound["spec"]["nodeName"] = json!("n1");
         cache.apply("pods", EventKind::Modified, &Arc::new(bound));
         assert!(bound_names(&shared.decide(&cache, 100)).is_empty());
-        // The limit caps one pass.
-        cache.replace("nodes", vec![sim_node("n1", "1"), sim_node("n2", "8")]);
+        // The nodes change while a binding is in flight: the snapshot is
+        // rebuilt, and the Pod in flight is still not offered again.
         cache.apply("pods", EventKind::Added, &Arc::new(pending_pod("c", 4)));
+        cache.replace("nodes", vec![sim_node("n1", "1"), sim_node("n2", "1")]);
+        assert_eq!(
+            bound_names(&shared.decide(&cache, 100)),
+            ["b"],
+            "b fits on n2; c fits nowhere"
+        );
+        cache.replace(
+            "nodes",
+            vec![sim_node("n1", "1"), sim_node("n2", "1"), sim_node("n3", "1")],
+        );
+        assert_eq!(
+            bound_names(&shared.decide(&cache, 100)),
+            ["c"],
+            "b, in flight, is not offered again; c fits now"
+        );
+        cache.apply("pods", EventKind::Deleted, &Arc::new(pending_pod("b", 2)));
+        cache.apply("pods", EventKind::Deleted, &Arc::new(pending_pod("c", 4)));
+        // The limit caps one pass.
+        cache.apply("pods", EventKind::Added, &Arc::new(pending_pod("b", 5)));
+        cache.replace("nodes", vec![sim_node("n1", "1"), sim_node("n2", "8")]);
+        cache.apply("pods", EventKind::Added, &Arc::new(pending_pod("c", 6)));
         assert_eq!(bound_names(&shared.decide(&cache, 1)), ["b"]);
         assert_eq!(bound_names(&shared.decide(&cache, 1)), ["c"]);
     }
