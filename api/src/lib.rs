@@ -15,6 +15,7 @@ pub mod events;
 pub mod quantity;
 pub mod resources;
 pub mod selector;
+pub mod time;
 pub mod validate;
 
 pub use error::{ApiError, Reason};

@@ -16,18 +16,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub fn now() -> Timestamp {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    Timestamp::from_second(secs).unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
-/// `now()` as RFC 3339 (`2026-11-27T06:00:00Z`).
-pub fn now_rfc3339() -> String {
-    now().to_string()
-}
+pub use rk_api::time::{now, now_rfc3339};
 
 /// Where a controller reads the time, and how long it sleeps to see a
 /// given time arrive.

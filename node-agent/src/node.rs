@@ -135,13 +135,7 @@ pub fn now_timestamp() -> k8s_openapi::jiff::Timestamp {
         .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
 }
 
-/// Now, at Kubernetes' one-second resolution.
-pub fn now_rfc3339() -> String {
-    let secs = now_timestamp().as_second();
-    k8s_openapi::jiff::Timestamp::from_second(secs)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
-}
+pub use rk_api::time::now_rfc3339;
 
 /// Now as a MicroTime (`2026-11-27T06:00:00.123456Z`), as Leases use.
 fn now_micro() -> String {
