@@ -69,14 +69,17 @@ mod tests {
             component: "kubelet",
             host: Some("n1"),
         };
-        let e = event_for(
-            &pod,
-            "Warning",
-            "BackOff",
-            "Back-off",
-            kubelet,
-            "2026-11-27T15:00:00Z",
-        );
+        let back_off = || {
+            event_for(
+                &pod,
+                "Warning",
+                "BackOff",
+                "Back-off",
+                kubelet,
+                "2026-11-27T15:00:00Z",
+            )
+        };
+        let e = back_off();
         assert_eq!(e["metadata"]["namespace"], "shop");
         let name = e["metadata"]["name"].as_str().unwrap_or_default();
         assert!(
@@ -96,14 +99,7 @@ mod tests {
         );
         assert_eq!(e["firstTimestamp"], "2026-11-27T15:00:00Z");
         assert_eq!(e["count"], 1);
-        let again = event_for(
-            &pod,
-            "Warning",
-            "BackOff",
-            "Back-off",
-            kubelet,
-            "2026-11-27T15:00:00Z",
-        );
+        let again = back_off();
         assert_ne!(
             again["metadata"]["name"], e["metadata"]["name"],
             "every Event has its own name"

@@ -436,13 +436,7 @@ impl Writer {
     }
 
     async fn commit(&self, ops: Vec<Op>) -> Result<Value, ApiError> {
-        Ok(self
-            .txn(ops)
-            .await?
-            .into_iter()
-            .next()
-            .map(Arc::unwrap_or_clone)
-            .unwrap_or_default())
+        Ok(crate::store::types::first_object(self.txn(ops).await?))
     }
 }
 

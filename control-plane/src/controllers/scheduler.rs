@@ -241,21 +241,23 @@ impl Snapshot {
         for p in cache.list("pods", None) {
             let key = key_of(&p);
             let rv = meta_str(&p, "resourceVersion");
-            if let Some(e) = self.pods.get_mut(&key) {
-                e.seen_in_pass = pass;
-                if e.binding_from.as_deref() == Some(rv) {
-                    // Our binding is still in flight: keep it counted
-                    // where we put it, and do not offer the Pod again.
-                    continue;
+            let up_to_date = match self.pods.get_mut(&key) {
+                Some(e) => {
+                    e.seen_in_pass = pass;
+                    if e.binding_from.as_deref() == Some(rv) {
+                        // Our binding is still in flight: keep it counted
+                        // where we put it, and do not offer the Pod again.
+                        continue;
+                    }
+                    e.version == rv
                 }
-                if wants_scheduling(&p) {
-                    pending.push(p.clone());
-                }
-                if e.version == rv {
-                    continue;
-                }
-            } else if wants_scheduling(&p) {
+                None => false,
+            };
+            if wants_scheduling(&p) {
                 pending.push(p.clone());
+            }
+            if up_to_date {
+                continue;
             }
             let holds = holding_node(&p).map(str::to_string);
             let before = self.pods.get(&key).and_then(|e| e.node.clone());
@@ -313,13 +315,18 @@ enum Decision {
 }
 
 impl Shared {
+    /// The snapshot, even if a pass panicked while holding it: the next
+    /// pass brings it up to date from the cache anyway.
+    fn snapshot(&self) -> std::sync::MutexGuard<'_, Snapshot> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Decides up to `limit` pending Pods against the snapshot, counting
     /// each binding in it before deciding the next.
     fn decide(&self, cache: &Cache, limit: usize) -> Vec<Decision> {
-        let mut snap = match self.state.lock() {
-            Ok(s) => s,
-            Err(p) => p.into_inner(),
-        };
+        let mut snap = self.snapshot();
         let nodes_changed = snap.refresh_nodes(cache);
         let (pending, freed) = snap.refresh_pods(cache);
         if nodes_changed || freed {
@@ -388,10 +395,7 @@ impl Shared {
     /// Drops the assumption of in-flight bindings that failed: the next
     /// pass recounts these Pods from the cache and offers them again.
     fn bindings_failed(&self, keys: &[String]) {
-        let mut snap = match self.state.lock() {
-            Ok(s) => s,
-            Err(p) => p.into_inner(),
-        };
+        let mut snap = self.snapshot();
         for key in keys {
             if let Some(e) = snap.pods.get_mut(key) {
                 e.binding_from = None;
@@ -556,12 +560,7 @@ impl Reconciler for Scheduler {
                 None => break,
             }
         }
-        let unschedulable = self
-            .shared
-            .state
-            .lock()
-            .map(|s| !s.unschedulable.is_empty())
-            .unwrap_or(false);
+        let unschedulable = !self.shared.snapshot().unschedulable.is_empty();
         if failed > 0 {
             return Ok(Action::Requeue(Duration::from_millis(50)));
         }

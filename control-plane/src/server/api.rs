@@ -178,15 +178,7 @@ impl ApiSvc {
                 }],
             }))
             .await?;
-        Ok((
-            applied
-                .objects
-                .into_iter()
-                .next()
-                .map(Arc::unwrap_or_clone)
-                .unwrap_or_default(),
-            applied.revision,
-        ))
+        Ok(applied.into_first())
     }
 
     /// Builds the Update op for `new`: validation against the stored object
@@ -281,10 +273,7 @@ impl ApiSvc {
                 }))
                 .await
             {
-                Ok(a) => {
-                    let obj = a.objects.into_iter().next().map(Arc::unwrap_or_clone);
-                    return Ok((obj.unwrap_or_default(), a.revision));
-                }
+                Ok(a) => return Ok(a.into_first()),
                 Err(e) if e.reason == Reason::Conflict && !own_precondition => {
                     self.replica.read_barrier().await?;
                     continue;

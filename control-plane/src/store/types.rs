@@ -118,6 +118,24 @@ pub struct Applied {
     pub replica_id: u64,
 }
 
+impl Applied {
+    /// The first op's object (as a single-op write returns it) and the
+    /// revision.
+    pub fn into_first(self) -> (Value, u64) {
+        (first_object(self.objects), self.revision)
+    }
+}
+
+/// The first of a transaction's objects, copied out only if the watch feed
+/// still shares it.
+pub fn first_object(objects: Vec<Arc<Value>>) -> Value {
+    objects
+        .into_iter()
+        .next()
+        .map(Arc::unwrap_or_clone)
+        .unwrap_or_default()
+}
+
 /// An ApiError in a shape that crosses the wire between replicas.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct WireError {
