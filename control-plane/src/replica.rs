@@ -29,7 +29,7 @@ enum Submitted {
     Done(Result<Applied, ApiError>),
 }
 
-type Proposal = (Command, tokio::sync::oneshot::Sender<Submitted>);
+type Proposal = (LogCommand, tokio::sync::oneshot::Sender<Submitted>);
 
 /// Hands proposals to Raft in batches: whatever queued up while earlier
 /// batches were in flight goes into one log entry. A lone proposal goes
@@ -58,13 +58,25 @@ impl Batcher {
                 let raft = raft.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    let (mut cmds, waiters): (Vec<Command>, Vec<_>) = batch.into_iter().unzip();
+                    let (mut cmds, waiters): (Vec<LogCommand>, Vec<_>) = batch.into_iter().unzip();
                     let cmd = if cmds.len() == 1 {
-                        cmds.remove(0)
+                        Ok(cmds.remove(0))
                     } else {
-                        Command::Batch(cmds)
+                        LogCommand::batch(&cmds)
                     };
-                    match raft.client_write(cmd).await {
+                    let written = match cmd {
+                        Ok(cmd) => raft.client_write(cmd).await,
+                        Err(e) => {
+                            // Unreachable in practice: every member is JSON
+                            // that serde_json produced.
+                            let err = ApiError::new(Reason::InternalError, format!("batching commands: {e}"));
+                            for w in waiters {
+                                let _ = w.send(Submitted::Done(Err(err.clone())));
+                            }
+                            return;
+                        }
+                    };
+                    match written {
                         Ok(resp) => {
                             let mut outcomes = resp.data.outcomes.into_iter();
                             for w in waiters {
@@ -99,7 +111,7 @@ impl Batcher {
         Batcher { tx }
     }
 
-    async fn submit(&self, cmd: Command) -> Submitted {
+    async fn submit(&self, cmd: LogCommand) -> Submitted {
         let (tx, rx) = tokio::sync::oneshot::channel();
         if self.tx.send((cmd, tx)).await.is_err() {
             return Submitted::Done(Err(unavailable("replica shutting down")));
@@ -130,6 +142,12 @@ fn refused(st: &tonic::Status) -> bool {
     st.message().contains("connect") || st.message().contains("refused")
 }
 
+/// The command as Raft carries it: encoded once, here.
+fn encode(cmd: &Command) -> Result<LogCommand, ApiError> {
+    LogCommand::encode(cmd)
+        .map_err(|e| ApiError::new(Reason::InternalError, format!("encoding the command: {e}")))
+}
+
 fn unavailable(msg: impl Into<String>) -> ApiError {
     ApiError::new(Reason::ServiceUnavailable, msg)
 }
@@ -146,6 +164,7 @@ impl Replica {
     /// Commits `cmd` through Raft. On a follower the command is handed to
     /// the leader; while there is no leader it waits up to LEADER_WAIT.
     pub async fn propose(&self, cmd: Command) -> Result<Applied, ApiError> {
+        let cmd = encode(&cmd)?;
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         // Until when this call keeps pressing for an election, once the
         // leader's port refused a connection (see `press_for_election`).
@@ -240,7 +259,7 @@ impl Replica {
     /// Applies a command that a follower forwarded. Never forwards again:
     /// if leadership moved meanwhile the follower retries.
     pub async fn propose_local(&self, cmd: Command) -> Result<Applied, ApiError> {
-        match self.batcher.submit(cmd).await {
+        match self.batcher.submit(encode(&cmd)?).await {
             Submitted::Done(r) => r,
             Submitted::NotLeader => Err(unavailable("not the leader")),
         }
@@ -249,9 +268,9 @@ impl Replica {
     async fn forward_propose(
         &self,
         addr: &str,
-        cmd: &Command,
+        cmd: &LogCommand,
     ) -> Result<Result<Applied, ApiError>, tonic::Status> {
-        let data = serde_json::to_vec(cmd).map_err(|e| tonic::Status::internal(e.to_string()))?;
+        let data = cmd.json().as_bytes().to_vec();
         let ch = self
             .net
             .channel(addr)

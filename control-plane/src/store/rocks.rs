@@ -24,6 +24,7 @@ use openraft::{
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
@@ -655,7 +656,7 @@ impl StateMachine {
         log_id: LogId,
         cmd: Command,
         batch: &mut WriteBatch,
-        pending: &mut std::collections::HashMap<String, Option<Arc<Value>>>,
+        pending: &mut HashMap<String, Option<Arc<Value>>>,
         revisions: &mut Vec<RevisionEvents>,
         outcomes: &mut Vec<Result<Applied, WireError>>,
     ) -> Result<(), StorageError> {
@@ -689,13 +690,19 @@ impl StateMachine {
                     Ok(fx) => {
                         self.revision = next;
                         let cf_objects = cf(&self.db, CF_OBJECTS);
+                        // Each written object is encoded once, for both the
+                        // objects and the history column families. Keyed by
+                        // address: the events share the written objects'
+                        // Arcs, which `pending` keeps alive meanwhile.
+                        let mut encoded: HashMap<*const Value, Vec<u8>> =
+                            HashMap::with_capacity(fx.writes.len());
                         for (k, v) in fx.writes {
                             match &v {
-                                Some(obj) => batch.put_cf(
-                                    cf_objects,
-                                    k.as_bytes(),
-                                    serde_json::to_vec(obj).map_err(write_err)?,
-                                ),
+                                Some(obj) => {
+                                    let json = serde_json::to_vec(obj).map_err(write_err)?;
+                                    batch.put_cf(cf_objects, k.as_bytes(), &json);
+                                    encoded.insert(Arc::as_ptr(obj), json);
+                                }
                                 None => batch.delete_cf(cf_objects, k.as_bytes()),
                             }
                             pending.insert(k, v);
@@ -704,11 +711,10 @@ impl StateMachine {
                             revision: next,
                             events: fx.events,
                         };
-                        batch.put_cf(
-                            cf(&self.db, CF_HISTORY),
-                            be(next),
-                            rev_events.history_bytes().map_err(write_err)?,
-                        );
+                        let history = rev_events
+                            .history_bytes(&|obj| encoded.get(&Arc::as_ptr(obj)).map(Vec::as_slice))
+                            .map_err(write_err)?;
+                        batch.put_cf(cf(&self.db, CF_HISTORY), be(next), history);
                         revisions.push(rev_events);
                         outcomes.push(Ok(Applied {
                             revision: next,
@@ -736,7 +742,7 @@ impl StateMachine {
 /// see the writes of earlier ones.
 struct Overlay<'a> {
     db: &'a DB,
-    pending: &'a std::collections::HashMap<String, Option<Arc<Value>>>,
+    pending: &'a HashMap<String, Option<Arc<Value>>>,
 }
 
 impl ObjectRead for Overlay<'_> {
@@ -812,7 +818,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.log_durability.wait_for(last.log_id.index).await?;
         }
         let mut batch = WriteBatch::default();
-        let mut pending: std::collections::HashMap<String, Option<Arc<Value>>> = Default::default();
+        let mut pending: HashMap<String, Option<Arc<Value>>> = Default::default();
         let mut results = Vec::new();
         let mut revisions = Vec::new();
         for entry in entries {
@@ -824,6 +830,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     results.push(CommandResult::default());
                 }
                 EntryPayload::Normal(cmd) => {
+                    // The one decode of this command on this replica. An
+                    // entry that does not decode stops the state machine,
+                    // as an unreadable log would: skipping it would let the
+                    // replicas' states diverge.
+                    let cmd = cmd
+                        .decode()
+                        .map_err(|e| io_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Read, e))?;
                     let mut outcomes = Vec::new();
                     self.apply_command(
                         entry.log_id,
@@ -958,7 +971,7 @@ mod tests {
     fn entry(index: u64, cmd: Command) -> Entry {
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(cmd),
+            payload: EntryPayload::Normal(LogCommand::encode(&cmd).expect("encode")),
         }
     }
 
@@ -1032,13 +1045,13 @@ mod tests {
         let db = open_db(dir.path()).expect("open");
         let mut log = LogStore::new(db.clone(), 1).expect("log store");
         let big = |i: u64| {
-            let mut e = entry(i, create(&format!("cm-{i}")));
-            if let EntryPayload::Normal(Command::Txn(t)) = &mut e.payload {
+            let mut cmd = create(&format!("cm-{i}"));
+            if let Command::Txn(t) = &mut cmd {
                 if let Some(Op::Create { object, .. }) = t.ops.first_mut() {
                     object["data"]["k"] = json!("x".repeat(200 * 1024));
                 }
             }
-            e
+            entry(i, cmd)
         };
         for i in 1..=10 {
             let bytes = serde_json::to_vec(&big(i)).expect("encode");

@@ -12,7 +12,7 @@ openraft::declare_raft_types!(
     /// rk's Raft: commands are object transactions, nodes carry the
     /// replica's address (HOST:PORT, served with TLS).
     pub TypeConfig:
-        D = Command,
+        D = LogCommand,
         R = CommandResult,
         Node = openraft::BasicNode,
 );
@@ -25,6 +25,70 @@ pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, openraft::BasicNode>;
 pub type Snapshot = openraft::Snapshot<TypeConfig>;
 pub type StorageError = openraft::StorageError<NodeId>;
 pub type Vote = openraft::Vote<NodeId>;
+
+/// A [`Command`] as it travels through Raft: encoded once, by the replica
+/// that proposes it, and carried as that JSON text from then on.
+///
+/// Every entry is written to the log, read back for replication, sent to
+/// each follower, written to their logs and read again to be applied. As a
+/// decoded tree each of those steps would encode or decode every object in
+/// it; as text they copy bytes and check that the JSON is well formed, and
+/// only the state machine decodes it, once per replica.
+#[derive(Clone)]
+pub struct LogCommand(Arc<Box<serde_json::value::RawValue>>);
+
+impl LogCommand {
+    pub fn encode(cmd: &Command) -> Result<Self, serde_json::Error> {
+        Ok(LogCommand(Arc::new(serde_json::value::to_raw_value(cmd)?)))
+    }
+
+    /// One entry carrying several commands (`Command::Batch`), built from
+    /// their text without decoding them.
+    pub fn batch(cmds: &[LogCommand]) -> Result<Self, serde_json::Error> {
+        let len = cmds.iter().map(|c| c.json().len() + 1).sum::<usize>();
+        let mut json = String::with_capacity(len + 12);
+        json.push_str("{\"Batch\":[");
+        for (i, c) in cmds.iter().enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            json.push_str(c.json());
+        }
+        json.push_str("]}");
+        Ok(LogCommand(Arc::new(serde_json::value::RawValue::from_string(
+            json,
+        )?)))
+    }
+
+    pub fn decode(&self) -> Result<Command, serde_json::Error> {
+        serde_json::from_str(self.json())
+    }
+
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl std::fmt::Debug for LogCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Log lines name the entry, not its objects.
+        write!(f, "LogCommand({} bytes)", self.json().len())
+    }
+}
+
+impl Serialize for LogCommand {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for LogCommand {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(LogCommand(Arc::new(
+            Box::<serde_json::value::RawValue>::deserialize(d)?,
+        )))
+    }
+}
 
 /// A write the state machine applies. Everything nondeterministic (uids,
 /// timestamps, generated names) is decided before proposing, so every
@@ -199,31 +263,161 @@ impl RevisionEvents {
     /// previous states for the controllers. This halves what an update
     /// writes to the history (the whole Pod twice for every binding, say).
     /// It reads back as a `RevisionEvents`.
-    pub fn history_bytes(&self) -> serde_json::Result<Vec<u8>> {
-        #[derive(Serialize)]
-        struct HistoryEvent<'a> {
-            kind: EventKind,
-            resource: &'a str,
-            object: &'a Value,
-            prev: Option<Value>,
-        }
-        #[derive(Serialize)]
-        struct HistoryRevision<'a> {
-            revision: u64,
-            events: Vec<HistoryEvent<'a>>,
-        }
-        serde_json::to_vec(&HistoryRevision {
-            revision: self.revision,
-            events: self
+    ///
+    /// `encoded` gives the JSON of an object the caller has already
+    /// encoded (for the objects column family), which is then copied
+    /// rather than encoded a second time.
+    pub fn history_bytes<'a>(
+        &self,
+        encoded: &dyn Fn(&Arc<Value>) -> Option<&'a [u8]>,
+    ) -> serde_json::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(
+            64 + self
                 .events
                 .iter()
-                .map(|e| HistoryEvent {
-                    kind: e.kind,
-                    resource: &e.resource,
-                    object: &e.object,
-                    prev: e.prev.as_deref().map(rk_api::selector::selectable),
+                .map(|e| 96 + encoded(&e.object).map_or(1024, <[u8]>::len))
+                .sum::<usize>(),
+        );
+        out.extend_from_slice(b"{\"revision\":");
+        serde_json::to_writer(&mut out, &self.revision)?;
+        out.extend_from_slice(b",\"events\":[");
+        for (i, e) in self.events.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"kind\":");
+            serde_json::to_writer(&mut out, &e.kind)?;
+            out.extend_from_slice(b",\"resource\":");
+            serde_json::to_writer(&mut out, &e.resource)?;
+            out.extend_from_slice(b",\"object\":");
+            match encoded(&e.object) {
+                Some(json) => out.extend_from_slice(json),
+                None => serde_json::to_writer(&mut out, &*e.object)?,
+            }
+            out.extend_from_slice(b",\"prev\":");
+            serde_json::to_writer(&mut out, &e.prev.as_deref().map(rk_api::selector::selectable))?;
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"]}");
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn create(name: &str) -> Command {
+        Command::Txn(Txn {
+            now: "2026-11-27T00:00:00Z".into(),
+            ops: vec![Op::Create {
+                resource: "configmaps".into(),
+                object: json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": name, "namespace": "default"}, "data": {"k": "v\"\n"}}),
+            }],
+        })
+    }
+
+    fn names(cmd: &Command) -> Vec<String> {
+        match cmd {
+            Command::Txn(t) => t
+                .ops
+                .iter()
+                .map(|op| match op {
+                    Op::Create { object, .. } => {
+                        object["metadata"]["name"].as_str().unwrap_or("").to_string()
+                    }
+                    other => format!("{other:?}"),
                 })
                 .collect(),
-        })
+            Command::Batch(cmds) => cmds.iter().flat_map(names).collect(),
+            Command::AllocateReplicaId => vec!["allocate".into()],
+        }
+    }
+
+    #[test]
+    fn a_batch_of_encoded_commands_decodes_as_the_batch_of_the_commands() {
+        let members = [create("a"), Command::AllocateReplicaId, create("b")];
+        let encoded: Vec<LogCommand> = members
+            .iter()
+            .map(|c| LogCommand::encode(c).expect("encode"))
+            .collect();
+        let batch = LogCommand::batch(&encoded).expect("batch");
+        let decoded = batch.decode().expect("decode");
+        assert!(matches!(&decoded, Command::Batch(cmds) if cmds.len() == 3));
+        assert_eq!(names(&decoded), ["a", "allocate", "b"]);
+    }
+
+    #[test]
+    fn a_log_entry_carries_the_command_text_verbatim() {
+        let cmd = LogCommand::encode(&create("a")).expect("encode");
+        let entry = Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(3, 1), 7),
+            payload: openraft::EntryPayload::Normal(cmd.clone()),
+        };
+        // The log store and the Raft RPCs encode entries with serde_json.
+        let bytes = serde_json::to_vec(&entry).expect("encode entry");
+        let back: Entry = serde_json::from_slice(&bytes).expect("decode entry");
+        let openraft::EntryPayload::Normal(got) = back.payload else {
+            panic!("payload kind changed: {:?}", back.payload);
+        };
+        assert_eq!(got.json(), cmd.json());
+        assert_eq!(names(&got.decode().expect("decode")), ["a"]);
+    }
+
+    #[test]
+    fn the_history_form_reads_back_with_pre_encoded_objects_copied_verbatim() {
+        let pod = Arc::new(
+            json!({"kind": "Pod", "metadata": {"name": "p", "labels": {"app": "a\"b"}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]}}),
+        );
+        let prev = Arc::new(
+            json!({"kind": "Pod", "metadata": {"name": "p", "labels": {"app": "a\"b"}},
+            "spec": {"containers": [{"name": "c", "image": "i"}]}}),
+        );
+        let gone = Arc::new(json!({"kind": "ConfigMap", "metadata": {"name": "cm"}}));
+        let events = RevisionEvents {
+            revision: 42,
+            events: vec![
+                StoredEvent {
+                    kind: EventKind::Modified,
+                    resource: "pods".into(),
+                    object: pod.clone(),
+                    prev: Some(prev.clone()),
+                },
+                StoredEvent {
+                    kind: EventKind::Deleted,
+                    resource: "configmaps".into(),
+                    object: gone.clone(),
+                    prev: Some(gone.clone()),
+                },
+            ],
+        };
+        let pod_json = serde_json::to_vec(&*pod).expect("encode");
+        let bytes = events
+            .history_bytes(&|obj| Arc::ptr_eq(obj, &pod).then_some(pod_json.as_slice()))
+            .expect("history");
+        let back: RevisionEvents = serde_json::from_slice(&bytes).expect("reads back");
+        assert_eq!(back.revision, 42);
+        assert_eq!(back.events.len(), 2);
+        assert_eq!(*back.events[0].object, *pod);
+        assert_eq!(back.events[0].kind, EventKind::Modified);
+        assert_eq!(
+            back.events[0].prev.as_deref(),
+            Some(&rk_api::selector::selectable(&prev))
+        );
+        assert_eq!(back.events[1].resource, "configmaps");
+        assert_eq!(*back.events[1].object, *gone);
+        // Encoding everything here gives the same document.
+        let plain = events.history_bytes(&|_| None).expect("history");
+        assert_eq!(bytes, plain);
+    }
+
+    #[test]
+    fn a_log_entry_whose_command_is_not_json_is_refused() {
+        let bad =
+            br#"{"log_id":{"leader_id":{"term":1,"node_id":1},"index":1},"payload":{"Normal":{"Txn":}}"#;
+        assert!(serde_json::from_slice::<Entry>(bad).is_err());
     }
 }
