@@ -318,9 +318,7 @@ impl Writer {
 
     pub async fn create(&self, resource: &str, obj: &Value) -> Result<Value, ApiError> {
         self.ensure_leader()?;
-        let (kind, obj) = self
-            .api
-            .prepare_create(resource, &serde_json::to_vec(obj).unwrap_or_default())?;
+        let (kind, obj) = self.api.prepare_create(resource, obj.clone())?;
         self.commit(vec![Op::Create {
             resource: kind.group_resource(),
             object: obj,
@@ -331,17 +329,13 @@ impl Writer {
     /// Replaces an object; its resourceVersion, if set, is a precondition.
     pub async fn update(&self, resource: &str, obj: &Value) -> Result<Value, ApiError> {
         self.ensure_leader()?;
-        let (op, _) =
-            self.api
-                .prepare_update(resource, &serde_json::to_vec(obj).unwrap_or_default(), false)?;
+        let (op, _) = self.api.prepare_update(resource, obj.clone(), false)?;
         self.commit(vec![op]).await
     }
 
     pub async fn update_status(&self, resource: &str, obj: &Value) -> Result<Value, ApiError> {
         self.ensure_leader()?;
-        let (op, _) =
-            self.api
-                .prepare_update(resource, &serde_json::to_vec(obj).unwrap_or_default(), true)?;
+        let (op, _) = self.api.prepare_update(resource, obj.clone(), true)?;
         self.commit(vec![op]).await
     }
 
@@ -418,9 +412,7 @@ impl Writer {
 
     /// Validates a new object into an op for [`Writer::txn`].
     pub fn create_op(&self, resource: &str, obj: &Value) -> Result<Op, ApiError> {
-        let (kind, object) = self
-            .api
-            .prepare_create(resource, &serde_json::to_vec(obj).unwrap_or_default())?;
+        let (kind, object) = self.api.prepare_create(resource, obj.clone())?;
         Ok(Op::Create {
             resource: kind.group_resource(),
             object,
@@ -429,10 +421,7 @@ impl Writer {
 
     /// Validates an update into an op for [`Writer::txn`].
     pub fn update_op(&self, resource: &str, obj: &Value, status: bool) -> Result<Op, ApiError> {
-        Ok(self
-            .api
-            .prepare_update(resource, &serde_json::to_vec(obj).unwrap_or_default(), status)?
-            .0)
+        Ok(self.api.prepare_update(resource, obj.clone(), status)?.0)
     }
 
     async fn commit(&self, ops: Vec<Op>) -> Result<Value, ApiError> {

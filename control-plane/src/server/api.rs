@@ -103,9 +103,8 @@ impl ApiSvc {
     pub(crate) fn prepare_create(
         &self,
         resource: &str,
-        bytes: &[u8],
+        raw: Value,
     ) -> std::result::Result<(&'static ResourceKind, Value), ApiError> {
-        let raw = parse_object(bytes)?;
         let kind = kind_of_object(resource, &raw)?;
         if !meta_str(&raw, "resourceVersion").is_empty() {
             return Err(ApiError::new(
@@ -164,7 +163,7 @@ impl ApiSvc {
     }
 
     async fn create_inner(&self, req: pb::CreateRequest) -> std::result::Result<(Value, u64), ApiError> {
-        let (kind, obj) = self.prepare_create(&req.resource, &req.object)?;
+        let (kind, obj) = self.prepare_create(&req.resource, parse_object(&req.object)?)?;
         if req.dry_run {
             return Ok((obj, self.replica.store.revision()));
         }
@@ -187,10 +186,9 @@ impl ApiSvc {
     pub(crate) fn prepare_update(
         &self,
         resource: &str,
-        bytes: &[u8],
+        raw: Value,
         status: bool,
     ) -> std::result::Result<(Op, bool), ApiError> {
-        let raw = parse_object(bytes)?;
         let kind = kind_of_object(resource, &raw)?;
         if status && !kind.has_status {
             return Err(ApiError::new(
@@ -258,8 +256,9 @@ impl ApiSvc {
         // An update without a resourceVersion is validated against the
         // object as stored now; if someone else writes in between, validate
         // again rather than lose their write or skip immutability checks.
+        let raw = parse_object(&req.object)?;
         for _ in 0..8 {
-            let (op, own_precondition) = self.prepare_update(&req.resource, &req.object, req.status)?;
+            let (op, own_precondition) = self.prepare_update(&req.resource, raw.clone(), req.status)?;
             if req.dry_run {
                 if let Op::Update { object, .. } = op {
                     return Ok((object, self.replica.store.revision()));
@@ -509,14 +508,17 @@ impl Api for ApiSvc {
         for (i, op) in req.ops.into_iter().enumerate() {
             let converted = match op.op {
                 Some(pb::txn_op::Op::Create(c)) => {
-                    let (kind, obj) = self.prepare_create(&c.resource, &c.object).map_err(err)?;
+                    let (kind, obj) = parse_object(&c.object)
+                        .and_then(|raw| self.prepare_create(&c.resource, raw))
+                        .map_err(err)?;
                     Op::Create {
                         resource: kind.group_resource(),
                         object: obj,
                     }
                 }
                 Some(pb::txn_op::Op::Update(u)) => {
-                    self.prepare_update(&u.resource, &u.object, u.status)
+                    parse_object(&u.object)
+                        .and_then(|raw| self.prepare_update(&u.resource, raw, u.status))
                         .map_err(err)?
                         .0
                 }

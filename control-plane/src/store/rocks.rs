@@ -249,17 +249,24 @@ impl LogStore {
     }
 }
 
-/// The id of the last entry in the log, or of the last purged one when the
-/// log is empty.
+/// The id of the last entry in the log, or of the last purged one when
+/// the log is empty (as Raft counts it).
 fn last_log_id(db: &DB) -> Result<Option<LogId>, StorageError> {
-    let mut it = db.iterator_cf(cf(db, CF_LOG), IteratorMode::End);
-    match it.next() {
+    match last_entry_id(db)? {
+        Some(id) => Ok(Some(id)),
+        None => get_json(db, CF_RAFT, KEY_PURGED),
+    }
+}
+
+/// The id of the last entry in the log; None when the log is empty.
+fn last_entry_id(db: &DB) -> Result<Option<LogId>, StorageError> {
+    match db.iterator_cf(cf(db, CF_LOG), IteratorMode::End).next() {
         Some(item) => {
             let (_, v) = item.map_err(read_err)?;
             let e: Entry = serde_json::from_slice(&v).map_err(read_err)?;
             Ok(Some(e.log_id))
         }
-        None => get_json(db, CF_RAFT, KEY_PURGED),
+        None => Ok(None),
     }
 }
 
@@ -359,9 +366,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged_log_id = get_json(&self.db, CF_RAFT, KEY_PURGED)?;
         Ok(LogState {
-            last_purged_log_id: get_json(&self.db, CF_RAFT, KEY_PURGED)?,
-            last_log_id: last_log_id(&self.db)?,
+            last_purged_log_id,
+            last_log_id: last_entry_id(&self.db)?.or(last_purged_log_id),
         })
     }
 
@@ -728,6 +736,66 @@ impl StateMachine {
         Ok(())
     }
 
+    /// Applies committed entries: one RocksDB write batch for all of them,
+    /// then one notice to the watch feed.
+    fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<Vec<CommandResult>, StorageError> {
+        let mut batch = WriteBatch::default();
+        let mut pending: HashMap<String, Option<Arc<Value>>> = Default::default();
+        let mut results = Vec::new();
+        let mut revisions = Vec::new();
+        for entry in entries {
+            self.last_applied = Some(entry.log_id);
+            match entry.payload {
+                EntryPayload::Blank => results.push(CommandResult::default()),
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(entry.log_id), m);
+                    results.push(CommandResult::default());
+                }
+                EntryPayload::Normal(cmd) => {
+                    // The one decode of this command on this replica. An
+                    // entry that does not decode stops the state machine,
+                    // as an unreadable log would: skipping it would let the
+                    // replicas' states diverge.
+                    let cmd = cmd
+                        .decode()
+                        .map_err(|e| io_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Read, e))?;
+                    let mut outcomes = Vec::new();
+                    self.apply_command(
+                        entry.log_id,
+                        cmd,
+                        &mut batch,
+                        &mut pending,
+                        &mut revisions,
+                        &mut outcomes,
+                    )?;
+                    results.push(CommandResult { outcomes });
+                }
+            }
+        }
+        // Bound the watch history: drop the oldest revisions in chunks.
+        if self.revision > self.compacted + self.history_limit + self.history_limit / 10 {
+            let new_compacted = self.revision - self.history_limit;
+            batch.delete_range_cf(cf(&self.db, CF_HISTORY), be(0), be(new_compacted + 1));
+            self.compacted = new_compacted;
+            self.meta_put(&mut batch, KEY_COMPACTED, &self.compacted)?;
+        }
+        self.meta_put(&mut batch, KEY_REVISION, &self.revision)?;
+        self.meta_put(&mut batch, KEY_APPLIED, &self.last_applied)?;
+        self.meta_put(&mut batch, KEY_MEMBERSHIP, &self.membership)?;
+        self.meta_put(&mut batch, KEY_NEXT_REPLICA, &self.next_replica_id)?;
+        // Not synced: the log is the durable record; after a crash the
+        // entries past the persisted last_applied are applied again.
+        self.db
+            .write(batch)
+            .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
+        self.revision_tx.send_replace(self.revision);
+        if !revisions.is_empty() {
+            // No receivers is fine: nobody is watching.
+            let _ = self.events.send(Arc::new(AppliedBatch { revisions }));
+        }
+        Ok(results)
+    }
+
     fn meta_put<T: Serialize>(&self, batch: &mut WriteBatch, key: &[u8], v: &T) -> Result<(), StorageError> {
         batch.put_cf(
             cf(&self.db, CF_META),
@@ -817,61 +885,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             // fsync (see LogStore); everything else is already durable.
             self.log_durability.wait_for(last.log_id.index).await?;
         }
-        let mut batch = WriteBatch::default();
-        let mut pending: HashMap<String, Option<Arc<Value>>> = Default::default();
-        let mut results = Vec::new();
-        let mut revisions = Vec::new();
-        for entry in entries {
-            self.last_applied = Some(entry.log_id);
-            match entry.payload {
-                EntryPayload::Blank => results.push(CommandResult::default()),
-                EntryPayload::Membership(m) => {
-                    self.membership = StoredMembership::new(Some(entry.log_id), m);
-                    results.push(CommandResult::default());
-                }
-                EntryPayload::Normal(cmd) => {
-                    // The one decode of this command on this replica. An
-                    // entry that does not decode stops the state machine,
-                    // as an unreadable log would: skipping it would let the
-                    // replicas' states diverge.
-                    let cmd = cmd
-                        .decode()
-                        .map_err(|e| io_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Read, e))?;
-                    let mut outcomes = Vec::new();
-                    self.apply_command(
-                        entry.log_id,
-                        cmd,
-                        &mut batch,
-                        &mut pending,
-                        &mut revisions,
-                        &mut outcomes,
-                    )?;
-                    results.push(CommandResult { outcomes });
-                }
-            }
-        }
-        // Bound the watch history: drop the oldest revisions in chunks.
-        if self.revision > self.compacted + self.history_limit + self.history_limit / 10 {
-            let new_compacted = self.revision - self.history_limit;
-            batch.delete_range_cf(cf(&self.db, CF_HISTORY), be(0), be(new_compacted + 1));
-            self.compacted = new_compacted;
-            self.meta_put(&mut batch, KEY_COMPACTED, &self.compacted)?;
-        }
-        self.meta_put(&mut batch, KEY_REVISION, &self.revision)?;
-        self.meta_put(&mut batch, KEY_APPLIED, &self.last_applied)?;
-        self.meta_put(&mut batch, KEY_MEMBERSHIP, &self.membership)?;
-        self.meta_put(&mut batch, KEY_NEXT_REPLICA, &self.next_replica_id)?;
-        // Not synced: the log is the durable record; after a crash the
-        // entries past the persisted last_applied are applied again.
-        self.db
-            .write(batch)
-            .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
-        self.revision_tx.send_replace(self.revision);
-        if !revisions.is_empty() {
-            // No receivers is fine: nobody is watching.
-            let _ = self.events.send(Arc::new(AppliedBatch { revisions }));
-        }
-        Ok(results)
+        // Applying runs on this runtime worker. Handing it to a blocking
+        // thread (`block_in_place`) was measured slower on 2 cores: the
+        // scheduler benchmark fell from 1506-1755 to 1335-1622 pods/s.
+        self.apply_entries(entries)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
