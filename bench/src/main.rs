@@ -14,6 +14,7 @@
 //! the runtime's sandbox + container start beside crun or runc) and the
 //! agent's memory.
 
+mod apply;
 mod etcd;
 mod footprint;
 mod pods;
@@ -28,6 +29,11 @@ use serde_json::json;
 use stats::Summary;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+// The replicas' allocator, so that `rk-bench apply` measures the state
+// machine with the allocator it runs with in a replica.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "rk-bench", about = "rk benchmarks beside their peers")]
@@ -46,6 +52,9 @@ enum Cmd {
     Footprint,
     /// Scheduling throughput: 5000 simulated nodes, 10000 Pods, bindings in a 3-replica store.
     Scheduler(scheduler::SchedulerArgs),
+    /// What the state machine spends applying Pod creations and bindings,
+    /// in process (no Raft, no network).
+    Apply(apply::ApplyArgs),
     /// Everything above, one after another, then one table of every figure
     /// beside its peer (needs root, etcd, runc/crun and podman).
     All,
@@ -566,6 +575,7 @@ async fn main() -> Result<()> {
         Some(Cmd::Pods(a)) => return pods::run(&a).await,
         Some(Cmd::Footprint) => return print_footprint().await,
         Some(Cmd::Scheduler(a)) => return print_scheduler(&a).await,
+        Some(Cmd::Apply(a)) => return apply::run(&a).await,
         Some(Cmd::All) => return all().await,
         None => StoreArgs::default(),
     };

@@ -145,9 +145,8 @@ impl LogDurability {
             })
     }
 
-    /// For a state machine tested on its own, without a log: every entry
-    /// counts as durable.
-    #[cfg(test)]
+    /// For a state machine used on its own, without a log (tests, and
+    /// `rk-bench apply`): every entry counts as durable.
     pub fn everything() -> Self {
         let (_tx, rx) = watch::channel(Some(LogId::new(
             openraft::CommittedLeaderId::new(u64::MAX, 0),
