@@ -663,7 +663,7 @@ impl StateMachine {
         log_id: LogId,
         cmd: Command,
         batch: &mut WriteBatch,
-        pending: &mut HashMap<String, Option<Arc<Value>>>,
+        pending: &mut CallView,
         revisions: &mut Vec<RevisionEvents>,
         outcomes: &mut Vec<Result<Applied, WireError>>,
     ) -> Result<(), StorageError> {
@@ -700,7 +700,7 @@ impl StateMachine {
                         // Each written object is encoded once, for both the
                         // objects and the history column families. Keyed by
                         // address: the events share the written objects'
-                        // Arcs, which `pending` keeps alive meanwhile.
+                        // Arcs, which `pending.writes` keeps alive meanwhile.
                         let mut encoded: HashMap<*const Value, Vec<u8>> =
                             HashMap::with_capacity(fx.writes.len());
                         for (k, v) in fx.writes {
@@ -712,7 +712,7 @@ impl StateMachine {
                                 }
                                 None => batch.delete_cf(cf_objects, k.as_bytes()),
                             }
-                            pending.insert(k, v);
+                            pending.writes.insert(k, v);
                         }
                         let rev_events = RevisionEvents {
                             revision: next,
@@ -739,7 +739,7 @@ impl StateMachine {
     /// then one notice to the watch feed.
     fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<Vec<CommandResult>, StorageError> {
         let mut batch = WriteBatch::default();
-        let mut pending: HashMap<String, Option<Arc<Value>>> = Default::default();
+        let mut pending = CallView::default();
         let mut results = Vec::new();
         let mut revisions = Vec::new();
         for entry in entries {
@@ -805,23 +805,53 @@ impl StateMachine {
     }
 }
 
+/// What one apply call has seen so far.
+#[derive(Default)]
+struct CallView {
+    /// Its own writes, not yet in RocksDB: later entries of the call read
+    /// them there.
+    writes: HashMap<String, Option<Arc<Value>>>,
+    /// The namespaces it read from RocksDB. Every namespaced create reads
+    /// its namespace, so an entry of 2048 creates decodes it once. RocksDB
+    /// does not change during the call (its batch is written at the end),
+    /// and a namespace the call writes is found in `writes` first.
+    namespaces: std::cell::RefCell<HashMap<String, Option<Arc<Value>>>>,
+}
+
 /// Reads through the batch being built, so later entries of one apply call
 /// see the writes of earlier ones.
 struct Overlay<'a> {
     db: &'a DB,
-    pending: &'a HashMap<String, Option<Arc<Value>>>,
+    pending: &'a CallView,
 }
 
-impl ObjectRead for Overlay<'_> {
-    fn get(&self, key: &str) -> Result<Option<Value>, String> {
-        if let Some(v) = self.pending.get(key) {
-            return Ok(v.as_deref().cloned());
-        }
+impl Overlay<'_> {
+    fn read_committed(&self, key: &str) -> Result<Option<Value>, String> {
         match self.db.get_cf(cf(self.db, CF_OBJECTS), key.as_bytes()) {
             Ok(None) => Ok(None),
             Ok(Some(b)) => serde_json::from_slice(&b).map(Some).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         }
+    }
+}
+
+impl ObjectRead for Overlay<'_> {
+    fn get(&self, key: &str) -> Result<Option<Value>, String> {
+        if let Some(v) = self.pending.writes.get(key) {
+            return Ok(v.as_deref().cloned());
+        }
+        if !key.starts_with("namespaces/") {
+            return self.read_committed(key);
+        }
+        if let Some(v) = self.pending.namespaces.borrow().get(key) {
+            return Ok(v.as_deref().cloned());
+        }
+        let v = self.read_committed(key)?.map(Arc::new);
+        self.pending
+            .namespaces
+            .borrow_mut()
+            .insert(key.to_string(), v.clone());
+        Ok(v.as_deref().cloned())
     }
 }
 
@@ -1142,6 +1172,46 @@ mod tests {
         assert_eq!(store.revision(), 3);
         let h = store.history(1, 3).expect("history");
         assert_eq!(h.iter().map(|r| r.revision).collect::<Vec<_>>(), vec![2, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_namespace_deleted_earlier_in_one_apply_call_takes_no_creates_later_in_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = open_db(dir.path()).expect("open");
+        let (mut sm, store) = StateMachine::open(db, 1, 1000, LogDurability::everything()).expect("sm");
+        sm.apply(vec![entry(1, create("ns-default"))])
+            .await
+            .expect("apply");
+        let delete_namespace = Command::Txn(Txn {
+            now: "2026-11-27T00:00:00Z".into(),
+            ops: vec![Op::Delete {
+                resource: "namespaces".into(),
+                namespace: String::new(),
+                name: "default".into(),
+                expected_rv: None,
+                expected_uid: None,
+                propagation: None,
+                grace_period_seconds: None,
+            }],
+        });
+        // One call: the first create reads the namespace (and the call
+        // remembers it), the delete removes it, the second create must see
+        // the delete rather than the namespace as first read.
+        let res = sm
+            .apply(vec![
+                entry(2, create("a")),
+                entry(3, delete_namespace),
+                entry(4, create("b")),
+            ])
+            .await
+            .expect("apply");
+        assert!(res[0].outcomes[0].is_ok(), "created while the namespace exists");
+        assert!(res[1].outcomes[0].is_ok(), "namespace deleted");
+        let refused = res[2].outcomes[0]
+            .as_ref()
+            .expect_err("no create in a deleted namespace");
+        assert_eq!(refused.reason, "NotFound", "{refused:?}");
+        assert!(store.get("configmaps/default/b").expect("read").is_none());
     }
 
     #[tokio::test]
