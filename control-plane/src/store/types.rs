@@ -414,6 +414,47 @@ mod tests {
         assert_eq!(bytes, plain);
     }
 
+    /// Logs and AppendEntries written before `LogCommand` carried the
+    /// decoded `Command`; the text form must read them, and they it, so a
+    /// replica upgraded in place keeps its log and talks to older peers.
+    #[test]
+    fn log_entries_read_and_write_the_same_json_as_when_they_carried_decoded_commands() {
+        openraft::declare_raft_types!(
+            DecodedConfig:
+                D = Command,
+                R = CommandResult,
+                Node = openraft::BasicNode,
+        );
+        let log_id = LogId::new(openraft::CommittedLeaderId::new(2, 1), 9);
+        let decoded = openraft::Entry::<DecodedConfig> {
+            log_id,
+            payload: openraft::EntryPayload::Normal(Command::Batch(vec![create("a"), create("b")])),
+        };
+        let old_bytes = serde_json::to_vec(&decoded).expect("encode");
+        let read: Entry = serde_json::from_slice(&old_bytes).expect("the text form reads the old entry");
+        let openraft::EntryPayload::Normal(cmd) = &read.payload else {
+            panic!("payload kind changed: {:?}", read.payload);
+        };
+        assert_eq!(names(&cmd.decode().expect("decode")), ["a", "b"]);
+        assert_eq!(
+            serde_json::to_vec(&read).expect("encode"),
+            old_bytes,
+            "written back unchanged"
+        );
+
+        let new_bytes = serde_json::to_vec(&Entry {
+            log_id,
+            payload: openraft::EntryPayload::Normal(LogCommand::encode(&create("c")).expect("encode")),
+        })
+        .expect("encode");
+        let old_read: openraft::Entry<DecodedConfig> =
+            serde_json::from_slice(&new_bytes).expect("the decoded form reads the new entry");
+        let openraft::EntryPayload::Normal(cmd) = &old_read.payload else {
+            panic!("payload kind changed");
+        };
+        assert_eq!(names(cmd), ["c"]);
+    }
+
     #[test]
     fn a_log_entry_whose_command_is_not_json_is_refused() {
         let bad =
