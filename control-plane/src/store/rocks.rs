@@ -1154,14 +1154,21 @@ mod tests {
         assert_eq!(h.iter().map(|r| r.revision).collect::<Vec<_>>(), vec![1, 2]);
     }
 
-    #[tokio::test]
-    async fn a_batch_entry_applies_each_command_with_its_own_revision() {
+    /// A state machine on a fresh database, with the `default` namespace
+    /// applied at index 1.
+    async fn machine_with_default_namespace() -> (tempfile::TempDir, StateMachine, ObjectStore) {
         let dir = tempfile::tempdir().expect("tmp");
         let db = open_db(dir.path()).expect("open");
         let (mut sm, store) = StateMachine::open(db, 1, 1000, LogDurability::everything()).expect("sm");
         sm.apply(vec![entry(1, create("ns-default"))])
             .await
             .expect("apply");
+        (dir, sm, store)
+    }
+
+    #[tokio::test]
+    async fn a_batch_entry_applies_each_command_with_its_own_revision() {
+        let (_dir, mut sm, store) = machine_with_default_namespace().await;
         let batch = Command::Batch(vec![create("a"), create("a"), create("b")]);
         let res = sm.apply(vec![entry(2, batch)]).await.expect("apply");
         let outcomes = &res[0].outcomes;
@@ -1176,12 +1183,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_namespace_deleted_earlier_in_one_apply_call_takes_no_creates_later_in_it() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let db = open_db(dir.path()).expect("open");
-        let (mut sm, store) = StateMachine::open(db, 1, 1000, LogDurability::everything()).expect("sm");
-        sm.apply(vec![entry(1, create("ns-default"))])
-            .await
-            .expect("apply");
+        let (_dir, mut sm, store) = machine_with_default_namespace().await;
         let delete_namespace = Command::Txn(Txn {
             now: "2026-11-27T00:00:00Z".into(),
             ops: vec![Op::Delete {
