@@ -16,6 +16,11 @@ pub fn object_key(resource: &str, namespace: &str, name: &str) -> String {
     format!("{resource}/{namespace}/{name}")
 }
 
+/// Whether `key` (an [`object_key`]) names a Namespace.
+pub fn is_namespace_key(key: &str) -> bool {
+    key.starts_with("namespaces/")
+}
+
 pub fn resource_prefix(resource: &str, namespace: Option<&str>) -> String {
     match namespace {
         Some(ns) => format!("{resource}/{ns}/"),

@@ -663,7 +663,7 @@ impl StateMachine {
         log_id: LogId,
         cmd: Command,
         batch: &mut WriteBatch,
-        pending: &mut CallView,
+        view: &mut CallView,
         revisions: &mut Vec<RevisionEvents>,
         outcomes: &mut Vec<Result<Applied, WireError>>,
     ) -> Result<(), StorageError> {
@@ -672,7 +672,7 @@ impl StateMachine {
                 for c in cmds {
                     // Batches do not nest: the proposer only wraps single
                     // commands, and a nested one is applied as a unit.
-                    self.apply_command(log_id, c, batch, pending, revisions, outcomes)?;
+                    self.apply_command(log_id, c, batch, view, revisions, outcomes)?;
                 }
             }
             Command::AllocateReplicaId => {
@@ -686,10 +686,7 @@ impl StateMachine {
             }
             Command::Txn(txn) => {
                 let next = self.revision + 1;
-                let overlay = Overlay {
-                    db: &self.db,
-                    pending,
-                };
+                let overlay = Overlay { db: &self.db, view };
                 let outcome = objects::apply_txn(&overlay, next, txn)
                     .map_err(|e| StorageIOError::apply(log_id, AnyError::error(e)))?;
                 match outcome {
@@ -700,7 +697,7 @@ impl StateMachine {
                         // Each written object is encoded once, for both the
                         // objects and the history column families. Keyed by
                         // address: the events share the written objects'
-                        // Arcs, which `pending.writes` keeps alive meanwhile.
+                        // Arcs, which `view.writes` keeps alive meanwhile.
                         let mut encoded: HashMap<*const Value, Vec<u8>> =
                             HashMap::with_capacity(fx.writes.len());
                         for (k, v) in fx.writes {
@@ -712,7 +709,7 @@ impl StateMachine {
                                 }
                                 None => batch.delete_cf(cf_objects, k.as_bytes()),
                             }
-                            pending.writes.insert(k, v);
+                            view.writes.insert(k, v);
                         }
                         let rev_events = RevisionEvents {
                             revision: next,
@@ -739,7 +736,7 @@ impl StateMachine {
     /// then one notice to the watch feed.
     fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<Vec<CommandResult>, StorageError> {
         let mut batch = WriteBatch::default();
-        let mut pending = CallView::default();
+        let mut view = CallView::default();
         let mut results = Vec::new();
         let mut revisions = Vec::new();
         for entry in entries {
@@ -763,7 +760,7 @@ impl StateMachine {
                         entry.log_id,
                         cmd,
                         &mut batch,
-                        &mut pending,
+                        &mut view,
                         &mut revisions,
                         &mut outcomes,
                     )?;
@@ -822,7 +819,7 @@ struct CallView {
 /// see the writes of earlier ones.
 struct Overlay<'a> {
     db: &'a DB,
-    pending: &'a CallView,
+    view: &'a CallView,
 }
 
 impl Overlay<'_> {
@@ -837,17 +834,17 @@ impl Overlay<'_> {
 
 impl ObjectRead for Overlay<'_> {
     fn get(&self, key: &str) -> Result<Option<Value>, String> {
-        if let Some(v) = self.pending.writes.get(key) {
+        if let Some(v) = self.view.writes.get(key) {
             return Ok(v.as_deref().cloned());
         }
-        if !key.starts_with("namespaces/") {
+        if !objects::is_namespace_key(key) {
             return self.read_committed(key);
         }
-        if let Some(v) = self.pending.namespaces.borrow().get(key) {
+        if let Some(v) = self.view.namespaces.borrow().get(key) {
             return Ok(v.as_deref().cloned());
         }
         let v = self.read_committed(key)?.map(Arc::new);
-        self.pending
+        self.view
             .namespaces
             .borrow_mut()
             .insert(key.to_string(), v.clone());

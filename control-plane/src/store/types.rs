@@ -271,13 +271,7 @@ impl RevisionEvents {
         &self,
         encoded: &dyn Fn(&Arc<Value>) -> Option<&'a [u8]>,
     ) -> serde_json::Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(
-            64 + self
-                .events
-                .iter()
-                .map(|e| 96 + encoded(&e.object).map_or(1024, <[u8]>::len))
-                .sum::<usize>(),
-        );
+        let mut out = Vec::with_capacity(64 + self.events.len() * 1024);
         out.extend_from_slice(b"{\"revision\":");
         serde_json::to_writer(&mut out, &self.revision)?;
         out.extend_from_slice(b",\"events\":[");
