@@ -139,6 +139,21 @@ impl Cache {
         }
     }
 
+    /// Calls `visit` with the key and object of every cached object of
+    /// `resource`, under the cache's read lock: the informer waits
+    /// meanwhile, so `visit` should be quick. For passes over many objects
+    /// that look at most of them only briefly, it saves what [`Cache::list`]
+    /// costs (a clone of every handle) and what [`key_of`] costs (a fresh
+    /// key string per object).
+    pub fn scan(&self, resource: &str, mut visit: impl FnMut(&str, &Arc<Value>)) {
+        let Ok(map) = self.objects.read() else {
+            return;
+        };
+        for (key, obj) in map.get(resource).into_iter().flatten() {
+            visit(key, obj);
+        }
+    }
+
     pub fn revision(&self) -> u64 {
         self.revision.load(std::sync::atomic::Ordering::Acquire)
     }

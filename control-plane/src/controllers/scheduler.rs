@@ -13,14 +13,17 @@
 //! each decision in it before the next (as kube-scheduler "assumes" a
 //! Pod), and commits the bindings in transactions of [`BINDS_PER_TXN`].
 //!
-//! Passes are pipelined: while up to [`WRITES_IN_FLIGHT`] binding
-//! transactions are committing, the next pass already decides the Pods
-//! that arrived meanwhile. A Pod whose binding is in flight stays counted
-//! on its node and out of the pending list for as long as the cache still
-//! shows it at the version the binding was based on; once the cache shows
-//! a newer version (the binding applied, or someone else changed the Pod)
-//! it is counted from the cache again. A failed binding drops the
-//! assumption, so the next pass recounts the Pod and offers it again.
+//! Passes are pipelined: a pass decides while the bindings of the passes
+//! before it commit (up to [`WRITES_IN_FLIGHT`] transactions), so deciding
+//! and committing use the CPU at the same time. A Pod whose binding is in
+//! flight stays counted on its node and out of the pending list for as
+//! long as the cache still holds the Pod the binding was based on; once
+//! the cache shows a newer version (the binding applied, or someone else
+//! changed the Pod) the Pod is taken from the cache again, and counted
+//! again unless nothing its node counts changed (see [`counts_the_same`]).
+//! A failed binding drops the assumption, so the next pass recounts the
+//! Pod and offers it again. Each pass looks only at the Pods whose cached
+//! object changed since the last one.
 //! Deciding is CPU work, so it runs on a blocking thread, not on the
 //! runtime's workers, which keep serving Raft and the API meanwhile.
 
@@ -31,9 +34,10 @@ use crate::store::types::{EventKind, Op};
 use futures::stream::{self, FuturesUnordered, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use rk_api::Reason;
-use rk_controllers::scheduler::{default_nodes_to_score, schedule, NodeInfo, ScheduleContext};
+use rk_controllers::scheduler::{default_nodes_to_score, schedule_tracked, NodeInfo, ScheduleContext};
+use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,8 +45,11 @@ use std::time::Duration;
 const SCHEDULER_NAME: &str = "default-scheduler";
 /// The scheduler's one work-queue key: all pending Pods.
 const PENDING: &str = "pending";
-/// Writes in flight at once at the end of a pass.
-const WRITES_IN_FLIGHT: usize = 16;
+/// Binding transactions in flight at most.
+const WRITES_IN_FLIGHT: usize = 24;
+/// Binding transactions one pass decides at most. A pass starts while up to
+/// `WRITES_IN_FLIGHT - PASS_WRITES` are in flight.
+const PASS_WRITES: usize = 8;
 /// Bindings per transaction: one Raft entry and one state-machine batch
 /// bind this many Pods (and record their "Scheduled" Events).
 const BINDS_PER_TXN: usize = 128;
@@ -67,6 +74,9 @@ struct Snapshot {
     /// Every node, sorted by name (the decision function's input).
     nodes: Vec<NodeInfo>,
     node_index: HashMap<String, usize>,
+    /// Indices of the nodes holding a Pod with inter-pod terms (see
+    /// [`NodeInfo::has_pod_terms`]), kept as Pods are counted.
+    nodes_with_pod_terms: BTreeSet<usize>,
     /// Node name → its version as last seen.
     node_versions: HashMap<String, NodeVersion>,
     /// Pod key → what the snapshot holds for it.
@@ -79,6 +89,37 @@ struct Snapshot {
     ties: u64,
     /// Where the next filter pass starts (kube-scheduler's rotation).
     start_index: usize,
+    /// How many Pods the snapshot has taken in, for [`QueueOrder`].
+    arrivals: u64,
+}
+
+/// The scheduling order: oldest first by `creationTimestamp`, and Pods
+/// created in the same second in the order the scheduler first saw them
+/// (as kube-scheduler's queue orders Pods by when they entered it). Kept in
+/// each Pod's entry, so a pass sorts its pending Pods without reading them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct QueueOrder {
+    created: u64,
+    arrival: u64,
+}
+
+/// A `creationTimestamp` as a number that orders like it
+/// (`2026-11-27T08:30:05Z` becomes 20261127083005): its first 14 digits.
+/// The API server writes these timestamps itself, all in this one form.
+fn created_key(timestamp: &str) -> u64 {
+    timestamp
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .take(14)
+        .fold(0, |n, d| n * 10 + u64::from(d - b'0'))
+}
+
+/// A Pod waiting for a node, as a pass finds it.
+struct PendingPod {
+    pod: Arc<Value>,
+    order: QueueOrder,
+    /// The epoch in which the Pod was last found unschedulable, if ever.
+    unschedulable_in: Option<u64>,
 }
 
 /// A node as last seen: its resourceVersion, and the fingerprint of what
@@ -90,15 +131,25 @@ struct NodeVersion {
 }
 
 struct PodEntry {
-    /// The resourceVersion this entry reflects ("" while a binding this
-    /// scheduler sent is not yet seen in the cache).
-    version: String,
+    /// The cached object this entry reflects (`None` while a binding this
+    /// scheduler sent is not yet seen in the cache). The cache holds a new
+    /// object for every change, so comparing the handles tells a Pod that
+    /// changed since the last pass without reading any of it.
+    seen: Option<Arc<Value>>,
     /// The node whose aggregates count this Pod, if any.
     node: Option<String>,
+    /// The object counted on `node`: a newer version that
+    /// [`counts_the_same`] is taken in without decoding and counting it
+    /// again.
+    counted: Option<Arc<Value>>,
+    /// Whether the Pod as `seen` wants scheduling.
+    pending: bool,
+    /// Where the Pod stands in the scheduling order (see [`QueueOrder`]).
+    order: QueueOrder,
     seen_in_pass: u64,
-    /// While a binding of this Pod is in flight: the version of the
-    /// unbound Pod it was decided on.
-    binding_from: Option<String>,
+    /// While a binding of this Pod is in flight: the cached, unbound Pod it
+    /// was decided on.
+    binding_from: Option<Arc<Value>>,
 }
 
 fn wants_scheduling(pod: &Value) -> bool {
@@ -134,6 +185,26 @@ fn node_fingerprint(node: &Value) -> String {
     .to_string()
 }
 
+/// Whether `new`, a newer version of the Pod `old`, counts on its node
+/// exactly as `old` does. A node's aggregates derive from its Pods'
+/// labels, owner references and spec (requests, host ports, inter-pod
+/// terms), so a change anywhere else (status, other metadata, or the
+/// `nodeName` a binding sets) leaves them as they are. Which node holds the
+/// Pod is the caller's to compare.
+fn counts_the_same(old: &Value, new: &Value) -> bool {
+    fn spec_but_node_name(pod: &Value) -> impl Iterator<Item = (&String, &Value)> {
+        pod["spec"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| k.as_str() != "nodeName")
+    }
+    old["metadata"]["labels"] == new["metadata"]["labels"]
+        && old["metadata"]["ownerReferences"] == new["metadata"]["ownerReferences"]
+        && old["spec"].is_object() == new["spec"].is_object()
+        && spec_but_node_name(old).eq(spec_but_node_name(new))
+}
+
 /// The node whose resources a Pod holds: bound and not finished.
 fn holding_node(pod: &Value) -> Option<&str> {
     let node = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty())?;
@@ -146,7 +217,7 @@ impl Snapshot {
         let mut nodes: Vec<NodeInfo> = cache
             .list("nodes", None)
             .iter()
-            .filter_map(|n| serde_json::from_value::<Node>((**n).clone()).ok())
+            .filter_map(|n| Node::deserialize(&**n).ok())
             .map(|n| NodeInfo::new(n, Vec::new()))
             .collect();
         nodes.sort_by(|a, b| a.name().cmp(b.name()));
@@ -167,6 +238,7 @@ impl Snapshot {
             })
             .collect();
         self.nodes = nodes;
+        self.nodes_with_pod_terms.clear();
         // Every Pod is counted again on the new nodes, from the cache. A
         // Pod whose binding is in flight stays out of the pending list
         // (it must not be bound twice) but is counted nowhere until the
@@ -174,7 +246,8 @@ impl Snapshot {
         self.pods.retain(|_, e| e.binding_from.is_some());
         for e in self.pods.values_mut() {
             e.node = None;
-            e.version.clear();
+            e.counted = None;
+            e.seen = None;
         }
     }
 
@@ -205,10 +278,7 @@ impl Snapshot {
                 continue;
             }
             seen.fingerprint = fingerprint;
-            if let (Some(&i), Ok(node)) = (
-                self.node_index.get(name),
-                serde_json::from_value::<Node>((*n).clone()),
-            ) {
+            if let (Some(&i), Ok(node)) = (self.node_index.get(name), Node::deserialize(&*n)) {
                 self.nodes[i].set_node(node);
             }
             changed = true;
@@ -221,6 +291,9 @@ impl Snapshot {
             if let Some(&i) = self.node_index.get(node) {
                 let (ns, name) = super::runtime::split_key(key);
                 self.nodes[i].remove_pod(ns, name);
+                if !self.nodes[i].has_pod_terms() {
+                    self.nodes_with_pod_terms.remove(&i);
+                }
             }
         }
     }
@@ -228,54 +301,96 @@ impl Snapshot {
     fn count(&mut self, node: &str, pod: Pod) -> Option<String> {
         let &i = self.node_index.get(node)?;
         self.nodes[i].add_pod(pod);
+        if self.nodes[i].has_pod_terms() {
+            self.nodes_with_pod_terms.insert(i);
+        }
         Some(node.to_string())
     }
 
-    /// Brings the Pods' aggregates up to date and returns the pending Pods
-    /// (oldest first). Returns whether a Pod left a node.
-    fn refresh_pods(&mut self, cache: &Cache) -> (Vec<Arc<Value>>, bool) {
+    /// Brings the Pods' aggregates up to date with the cache. Returns the
+    /// pending Pods, unordered, and whether a Pod left a node.
+    fn refresh_pods(&mut self, cache: &Cache) -> (Vec<PendingPod>, bool) {
         self.pass += 1;
         let pass = self.pass;
         let mut pending = Vec::new();
-        let mut freed = false;
-        for p in cache.list("pods", None) {
-            let key = key_of(&p);
-            let rv = meta_str(&p, "resourceVersion");
-            let up_to_date = match self.pods.get_mut(&key) {
-                Some(e) => {
-                    e.seen_in_pass = pass;
-                    if e.binding_from.as_deref() == Some(rv) {
-                        // Our binding is still in flight: keep it counted
-                        // where we put it, and do not offer the Pod again.
-                        continue;
-                    }
-                    e.version == rv
+        let mut changed = Vec::new();
+        // Under the cache's lock, only what sorts the Pods that changed
+        // since the last pass from those that did not (most of them).
+        let same = |a: &Option<Arc<Value>>, b: &Arc<Value>| a.as_ref().is_some_and(|a| Arc::ptr_eq(a, b));
+        cache.scan("pods", |key, p| {
+            if let Some(e) = self.pods.get_mut(key) {
+                e.seen_in_pass = pass;
+                if same(&e.binding_from, p) {
+                    // Our binding is still in flight: keep it counted
+                    // where we put it, and do not offer the Pod again.
+                    return;
                 }
-                None => false,
+                if same(&e.seen, p) {
+                    if e.pending {
+                        pending.push(PendingPod {
+                            pod: p.clone(),
+                            order: e.order,
+                            unschedulable_in: self.unschedulable.get(key).copied(),
+                        });
+                    }
+                    return;
+                }
+            }
+            changed.push((key.to_string(), p.clone()));
+        });
+        let mut freed = false;
+        for (key, p) in changed {
+            let wants = wants_scheduling(&p);
+            let order = QueueOrder {
+                created: created_key(p["metadata"]["creationTimestamp"].as_str().unwrap_or("")),
+                arrival: match self.pods.get(&key) {
+                    Some(e) => e.order.arrival,
+                    None => {
+                        self.arrivals += 1;
+                        self.arrivals
+                    }
+                },
             };
-            if wants_scheduling(&p) {
-                pending.push(p.clone());
+            if wants {
+                pending.push(PendingPod {
+                    pod: p.clone(),
+                    order,
+                    unschedulable_in: self.unschedulable.get(&key).copied(),
+                });
             }
-            if up_to_date {
-                continue;
-            }
-            let holds = holding_node(&p).map(str::to_string);
-            let before = self.pods.get(&key).and_then(|e| e.node.clone());
-            if before.is_some() && before != holds {
-                freed = true;
+            let holds = holding_node(&p);
+            if let Some(e) = self.pods.get_mut(&key) {
+                let before = e.node.as_deref();
+                if before.is_some() && before != holds {
+                    freed = true;
+                }
+                // The common case: our binding landed, or the Pod's status
+                // moved on, and nothing its node counts changed.
+                if before.is_some()
+                    && before == holds
+                    && e.counted.as_deref().is_some_and(|c| counts_the_same(c, &p))
+                {
+                    e.seen = Some(p.clone());
+                    e.counted = Some(p.clone());
+                    e.pending = wants;
+                    e.order = order;
+                    e.binding_from = None;
+                    continue;
+                }
             }
             self.uncount(&key);
-            let node = match &holds {
-                Some(n) => serde_json::from_value::<Pod>((*p).clone())
-                    .ok()
-                    .and_then(|pod| self.count(n, pod)),
+            let node = match holds {
+                Some(n) => Pod::deserialize(&*p).ok().and_then(|pod| self.count(n, pod)),
                 None => None,
             };
             self.pods.insert(
                 key,
                 PodEntry {
-                    version: rv.to_string(),
+                    seen: Some(p.clone()),
+                    counted: node.is_some().then(|| p.clone()),
                     node,
+                    pending: wants,
+                    order,
                     seen_in_pass: pass,
                     binding_from: None,
                 },
@@ -296,16 +411,20 @@ impl Snapshot {
             self.pods.remove(&key);
             self.unschedulable.remove(&key);
         }
-        fn order(p: &Value) -> (&str, &str, &str) {
-            (
-                p["metadata"]["creationTimestamp"].as_str().unwrap_or(""),
-                meta_str(p, "namespace"),
-                meta_str(p, "name"),
-            )
-        }
-        pending.sort_by(|a, b| order(a).cmp(&order(b)));
         (pending, freed)
     }
+}
+
+/// The first `limit` of `pods` in scheduling order. Only those are
+/// sorted: a pass takes a few thousand of what may be many more pending
+/// Pods.
+fn first_in_order(mut pods: Vec<PendingPod>, limit: usize) -> Vec<PendingPod> {
+    if pods.len() > limit {
+        pods.select_nth_unstable_by_key(limit, |p| p.order);
+        pods.truncate(limit);
+    }
+    pods.sort_unstable_by_key(|p| p.order);
+    pods
 }
 
 /// One Pod's outcome in a pass.
@@ -333,16 +452,15 @@ impl Shared {
             self.epoch.fetch_add(1, Ordering::AcqRel);
         }
         let epoch = self.epoch.load(Ordering::Acquire);
+        // Pods found unschedulable in this epoch wait for a change.
+        let pending: Vec<PendingPod> = pending
+            .into_iter()
+            .filter(|p| p.unschedulable_in != Some(epoch))
+            .collect();
         let mut out = Vec::new();
-        for obj in pending {
-            if out.len() >= limit {
-                break;
-            }
+        for PendingPod { pod: obj, order, .. } in first_in_order(pending, limit) {
             let key = key_of(&obj);
-            if snap.unschedulable.get(&key) == Some(&epoch) {
-                continue;
-            }
-            let Ok(pod) = serde_json::from_value::<Pod>((*obj).clone()) else {
+            let Ok(pod) = Pod::deserialize(&*obj) else {
                 continue;
             };
             let sctx = ScheduleContext {
@@ -352,7 +470,8 @@ impl Shared {
                 ..Default::default()
             };
             snap.ties = snap.ties.wrapping_add(1);
-            match schedule(&pod, &snap.nodes, &sctx) {
+            let nodes_with_pod_terms: Vec<usize> = snap.nodes_with_pod_terms.iter().copied().collect();
+            match schedule_tracked(&pod, &snap.nodes, Some(&nodes_with_pod_terms), &sctx) {
                 Ok(decision) => {
                     snap.start_index = decision.next_start_index;
                     snap.unschedulable.remove(&key);
@@ -361,18 +480,21 @@ impl Shared {
                         spec.node_name = Some(decision.node.clone());
                     }
                     // Counted now and kept while the binding is in flight;
-                    // the entry's empty version makes a later pass recount
-                    // it from the cache once the cache has moved on.
+                    // with nothing seen, a later pass looks at the Pod
+                    // again once the cache has moved on.
                     snap.uncount(&key);
                     let node = snap.count(&decision.node, bound);
                     let pass = snap.pass;
                     snap.pods.insert(
                         key,
                         PodEntry {
-                            version: String::new(),
+                            seen: None,
+                            counted: node.is_some().then(|| obj.clone()),
                             node,
+                            pending: false,
+                            order,
                             seen_in_pass: pass,
-                            binding_from: Some(meta_str(&obj, "resourceVersion").to_string()),
+                            binding_from: Some(obj.clone()),
                         },
                     );
                     out.push(Decision::Bind {
@@ -399,7 +521,7 @@ impl Shared {
         for key in keys {
             if let Some(e) = snap.pods.get_mut(key) {
                 e.binding_from = None;
-                e.version.clear();
+                e.seen = None;
             }
         }
     }
@@ -523,41 +645,56 @@ impl Reconciler for Scheduler {
         // Binding transactions in flight, each yielding the keys of the
         // Pods it failed to bind.
         let mut in_flight = FuturesUnordered::new();
+        // The pass deciding on a blocking thread, if one is.
+        let mut deciding: Option<tokio::task::JoinHandle<Vec<Decision>>> = None;
+        // Whether the last pass found Pods to decide: if not, the next
+        // change to the Pods requeues this key, so none is started until
+        // then.
+        let mut more = true;
         let mut failed = 0usize;
         loop {
-            // Decide more once half the writes are done, so a pass decides
-            // a worthwhile number of Pods rather than one batch at a time.
-            if failed == 0 && in_flight.len() <= WRITES_IN_FLIGHT / 2 {
-                let room = (WRITES_IN_FLIGHT - in_flight.len()) * BINDS_PER_TXN;
+            // A pass decides while the bindings of the one before commit,
+            // so the CPU work of deciding and that of committing overlap.
+            if deciding.is_none() && more && failed == 0 && in_flight.len() + PASS_WRITES <= WRITES_IN_FLIGHT
+            {
                 let shared = self.shared.clone();
                 let cache = ctx.cache.clone();
-                let decisions = tokio::task::spawn_blocking(move || shared.decide(&cache, room))
-                    .await
-                    .map_err(|e| ReconcileError::Other(format!("scheduling pass: {e}")))?;
-                let mut binds = Vec::new();
-                let mut unschedulable_pods = Vec::new();
-                for d in decisions {
-                    match d {
-                        Decision::Bind { pod, node } => binds.push((pod, node)),
-                        Decision::Unschedulable { pod, message } => unschedulable_pods.push((pod, message)),
+                deciding = Some(tokio::task::spawn_blocking(move || {
+                    shared.decide(&cache, PASS_WRITES * BINDS_PER_TXN)
+                }));
+            }
+            if deciding.is_none() && in_flight.is_empty() {
+                break;
+            }
+            tokio::select! {
+                decided = async { deciding.as_mut().expect("guarded by the branch condition").await }, if deciding.is_some() => {
+                    deciding = None;
+                    let decisions = decided.map_err(|e| ReconcileError::Other(format!("scheduling pass: {e}")))?;
+                    more = !decisions.is_empty();
+                    let mut binds = Vec::new();
+                    let mut unschedulable_pods = Vec::new();
+                    for d in decisions {
+                        match d {
+                            Decision::Bind { pod, node } => binds.push((pod, node)),
+                            Decision::Unschedulable { pod, message } => unschedulable_pods.push((pod, message)),
+                        }
+                    }
+                    while !binds.is_empty() {
+                        let rest = binds.split_off(binds.len().min(BINDS_PER_TXN));
+                        in_flight.push(bind_batch(ctx, std::mem::replace(&mut binds, rest)));
+                    }
+                    failed += report_all_unschedulable(ctx, unschedulable_pods).await;
+                }
+                // A binding that failed (the pod changed, leadership moved)
+                // is retried by a later pass, which recounts that pod from
+                // the cache; this one stops deciding and lets the writes
+                // drain.
+                Some(keys) = in_flight.next(), if !in_flight.is_empty() => {
+                    if !keys.is_empty() {
+                        failed += keys.len();
+                        self.shared.bindings_failed(&keys);
                     }
                 }
-                while !binds.is_empty() {
-                    let rest = binds.split_off(binds.len().min(BINDS_PER_TXN));
-                    in_flight.push(bind_batch(ctx, std::mem::replace(&mut binds, rest)));
-                }
-                failed += report_all_unschedulable(ctx, unschedulable_pods).await;
-            }
-            // A binding that failed (the pod changed, leadership moved) is
-            // retried by a later pass, which recounts that pod from the
-            // cache; this one stops deciding and lets the writes drain.
-            match in_flight.next().await {
-                Some(keys) if keys.is_empty() => {}
-                Some(keys) => {
-                    failed += keys.len();
-                    self.shared.bindings_failed(&keys);
-                }
-                None => break,
             }
         }
         let unschedulable = !self.shared.snapshot().unschedulable.is_empty();
@@ -666,6 +803,101 @@ mod tests {
         cache.apply("pods", EventKind::Added, &Arc::new(pending_pod("c", 6)));
         assert_eq!(bound_names(&shared.decide(&cache, 1)), ["b"]);
         assert_eq!(bound_names(&shared.decide(&cache, 1)), ["c"]);
+    }
+
+    #[test]
+    fn a_newer_version_of_a_pod_counts_the_same_unless_labels_owners_or_spec_change() {
+        let pod = pending_pod("a", 1);
+        let bound = {
+            let mut b = pod.clone();
+            b["spec"]["nodeName"] = json!("n1");
+            b["metadata"]["resourceVersion"] = json!("2");
+            b["metadata"]["annotations"] = json!({"note": "x"});
+            b["status"] = json!({"phase": "Running"});
+            b
+        };
+        assert!(counts_the_same(&pod, &bound), "binding, status and annotations");
+        let changed = |path: &[&str], value: Value| {
+            let mut p = bound.clone();
+            let mut at = &mut p;
+            for k in path {
+                at = &mut at[*k];
+            }
+            *at = value;
+            p
+        };
+        for (what, newer) in [
+            ("labels", changed(&["metadata", "labels"], json!({"app": "web"}))),
+            (
+                "owner",
+                changed(
+                    &["metadata", "ownerReferences"],
+                    json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "r", "uid": "u", "controller": true}]),
+                ),
+            ),
+            ("a new spec field", changed(&["spec", "hostNetwork"], json!(true))),
+            (
+                "requests",
+                changed(
+                    &["spec", "containers"],
+                    json!([{"name": "c", "image": "i", "resources": {"requests": {"cpu": "2"}}}]),
+                ),
+            ),
+        ] {
+            assert!(!counts_the_same(&pod, &newer), "{what}");
+        }
+    }
+
+    #[test]
+    fn a_bound_pod_is_counted_again_when_what_its_node_counts_changes() {
+        let cache = Cache::default();
+        cache.replace("nodes", vec![sim_node("n1", "1")]);
+        let mut a = pending_pod("a", 1);
+        a["spec"]["nodeName"] = json!("n1");
+        cache.replace("pods", vec![a.clone(), pending_pod("b", 2)]);
+        let shared = Shared::default();
+        assert!(
+            bound_names(&shared.decide(&cache, 100)).is_empty(),
+            "a holds 600m of 1"
+        );
+        // a's status moves on: still counted, b still does not fit.
+        a["metadata"]["resourceVersion"] = json!("3");
+        a["status"] = json!({"phase": "Running"});
+        cache.apply("pods", EventKind::Modified, &Arc::new(a.clone()));
+        shared.epoch.fetch_add(1, Ordering::AcqRel);
+        assert!(bound_names(&shared.decide(&cache, 100)).is_empty());
+        // a now requests less (an in-place resize): b fits beside it.
+        a["metadata"]["resourceVersion"] = json!("4");
+        a["spec"]["containers"][0]["resources"]["requests"]["cpu"] = json!("200m");
+        cache.apply("pods", EventKind::Modified, &Arc::new(a));
+        shared.epoch.fetch_add(1, Ordering::AcqRel);
+        assert_eq!(bound_names(&shared.decide(&cache, 100)), ["b"]);
+    }
+
+    #[test]
+    fn a_pass_takes_the_oldest_pending_pods_first_then_in_order_of_arrival() {
+        assert_eq!(created_key("2026-11-27T08:30:05Z"), 20261127083005);
+        assert!(created_key("2026-11-27T08:30:05Z") < created_key("2026-11-27T10:00:00Z"));
+        assert_eq!(created_key(""), 0);
+        let cache = Cache::default();
+        cache.replace("nodes", vec![sim_node("n1", "8")]);
+        let pods: Vec<Value> = [5, 2, 8, 1, 3]
+            .into_iter()
+            .map(|second| pending_pod(&format!("p{second}"), second))
+            .collect();
+        cache.replace("pods", pods);
+        let shared = Shared::default();
+        assert_eq!(bound_names(&shared.decide(&cache, 2)), ["p1", "p2"]);
+        assert_eq!(bound_names(&shared.decide(&cache, 100)), ["p3", "p5", "p8"]);
+        // Created in the same second: the Pod seen first goes first, even
+        // when its name sorts after the other's.
+        cache.apply("pods", EventKind::Added, &Arc::new(pending_pod("z", 9)));
+        assert!(
+            bound_names(&shared.decide(&cache, 0)).is_empty(),
+            "takes z in, decides nothing"
+        );
+        cache.apply("pods", EventKind::Added, &Arc::new(pending_pod("a9", 9)));
+        assert_eq!(bound_names(&shared.decide(&cache, 100)), ["z", "a9"]);
     }
 
     #[test]

@@ -205,6 +205,19 @@ pub fn schedule(
     nodes: &[NodeInfo],
     ctx: &ScheduleContext,
 ) -> Result<ScheduleDecision, Unschedulable> {
+    schedule_tracked(pod, nodes, None, ctx)
+}
+
+/// [`schedule`] for a caller that keeps track of which nodes hold pods with
+/// inter-pod terms: `nodes_with_pod_terms` lists their indices in `nodes`
+/// (see [`InterPodState::build_tracked`]); `None` means unknown, and every
+/// node is looked at. The decision is the same either way.
+pub fn schedule_tracked(
+    pod: &Pod,
+    nodes: &[NodeInfo],
+    nodes_with_pod_terms: Option<&[usize]>,
+    ctx: &ScheduleContext,
+) -> Result<ScheduleDecision, Unschedulable> {
     if nodes.is_empty() {
         return Err(Unschedulable::other(
             "no nodes available to schedule pods".to_string(),
@@ -221,7 +234,7 @@ pub fn schedule(
         ));
     }
     let facts = PodFacts::new(pod, ctx).map_err(|e| Unschedulable::other(e.to_string()))?;
-    let state = InterPodState::build(&facts, nodes);
+    let state = InterPodState::build_tracked(&facts, nodes, nodes_with_pod_terms);
 
     let total = nodes.len();
     let wanted = if ctx.max_nodes_to_score == 0 {

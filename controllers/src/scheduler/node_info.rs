@@ -146,7 +146,12 @@ pub(crate) struct ExistingPodTerms {
 /// A node, the pods bound to it and cached aggregates.
 #[derive(Debug, Clone)]
 pub struct NodeInfo {
-    node: Node,
+    /// Boxed, and what the filters read of it copied out below: every pod
+    /// looks at hundreds of nodes, and a compact `NodeInfo` keeps that to a
+    /// few cache lines per node.
+    node: Box<Node>,
+    unschedulable: bool,
+    taints: Vec<Taint>,
     pods: Vec<Pod>,
     name: String,
     allocatable: Resources,
@@ -184,7 +189,9 @@ impl NodeInfo {
             owner_counts: FastMap::default(),
             name_prefix: 0,
             affinity_pods: Vec::new(),
-            node,
+            unschedulable: false,
+            taints: Vec::new(),
+            node: Box::new(node),
             pods: Vec::with_capacity(pods.len()),
         };
         info.refresh_node();
@@ -197,12 +204,15 @@ impl NodeInfo {
     /// Replace the node object (labels, taints, allocatable, conditions
     /// changed) and recompute what derives from it.
     pub fn set_node(&mut self, node: Node) {
-        self.node = node;
+        *self.node = node;
         self.refresh_node();
     }
 
     fn refresh_node(&mut self) {
         self.name = self.node.metadata.name.clone().unwrap_or_default();
+        let spec = self.node.spec.as_ref();
+        self.unschedulable = spec.and_then(|s| s.unschedulable) == Some(true);
+        self.taints = spec.and_then(|s| s.taints.clone()).unwrap_or_default();
         self.zone = labels_or_empty(&self.node.metadata).get(ZONE_LABEL).cloned();
         self.zone_hash = self.zone.as_deref().map_or(0, string_key);
         // The first 16 bytes, zero-padded, as a big-endian integer order
@@ -291,6 +301,12 @@ impl NodeInfo {
         &self.node
     }
 
+    /// Whether a pod on the node has inter-pod (anti-)affinity terms, which
+    /// the pods being scheduled must then be checked against.
+    pub fn has_pod_terms(&self) -> bool {
+        !self.affinity_pods.is_empty()
+    }
+
     /// The pods bound to the node.
     pub fn pods(&self) -> &[Pod] {
         &self.pods
@@ -308,16 +324,12 @@ impl NodeInfo {
 
     /// The node's taints.
     pub fn taints(&self) -> &[Taint] {
-        self.node
-            .spec
-            .as_ref()
-            .and_then(|s| s.taints.as_deref())
-            .unwrap_or_default()
+        &self.taints
     }
 
     /// Whether `spec.unschedulable` is set (the node is cordoned).
     pub fn is_unschedulable(&self) -> bool {
-        self.node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true)
+        self.unschedulable
     }
 
     /// The node's readiness.

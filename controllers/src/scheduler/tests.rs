@@ -500,6 +500,49 @@ fn inter_pod_affinity_filters() {
 }
 
 #[test]
+fn tracking_the_nodes_with_pod_terms_decides_the_same() {
+    let mut nodes = affinity_cluster();
+    // A fifth node whose pod prefers `app=web` neighbours in its zone, so
+    // that term-less pods get a preference from an existing pod too.
+    nodes.push(NodeInfo::new(
+        node(
+            "n5",
+            json!({"metadata": {"labels": {"topology.kubernetes.io/zone": "a"}}}),
+        ),
+        vec![pod(
+            "friendly",
+            json!({"spec": {"affinity": {"podAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 50, "podAffinityTerm": {
+                    "labelSelector": {"matchLabels": {"app": "web"}},
+                    "topologyKey": "topology.kubernetes.io/zone"
+                }}]
+            }}}}),
+        )],
+    ));
+    let tracked: Vec<usize> = (0..nodes.len()).filter(|&i| nodes[i].has_pod_terms()).collect();
+    assert_eq!(tracked, [3, 4], "loner on n4 and friendly on n5 have terms");
+    let pods = [
+        json!({}),
+        json!({"metadata": {"labels": {"app": "noisy"}}}),
+        json!({"metadata": {"labels": {"app": "web"}}}),
+        json!({"spec": {"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "topology.kubernetes.io/zone"}
+        ]}}}}),
+    ];
+    for patch in pods {
+        let p = pod("p", patch.clone());
+        for seed in 0..5 {
+            let c = ScheduleContext { seed, ..ctx() };
+            assert_eq!(
+                schedule_tracked(&p, &nodes, Some(&tracked), &c),
+                schedule(&p, &nodes, &c),
+                "{patch}, seed {seed}"
+            );
+        }
+    }
+}
+
+#[test]
 fn namespace_selector_uses_context_labels() {
     let nodes = affinity_cluster();
     let p = pod(
