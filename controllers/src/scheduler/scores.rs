@@ -53,8 +53,13 @@ fn used_bp(used: i64, capacity: i64) -> i64 {
     if capacity <= 0 {
         return 10_000;
     }
-    let used = i128::from(used.clamp(0, capacity));
-    i64::try_from(used * 10_000 / i128::from(capacity)).unwrap_or(10_000)
+    let used = used.clamp(0, capacity);
+    // 64 bits hold any real amount times 10 000 (memory up to 900 TB);
+    // 128-bit division, several times slower, is only the fallback.
+    match used.checked_mul(10_000) {
+        Some(scaled) => scaled / capacity,
+        None => i64::try_from(i128::from(used) * 10_000 / i128::from(capacity)).unwrap_or(10_000),
+    }
 }
 
 /// CPU and memory use, in parts per 10 000, the node would have with the
@@ -191,6 +196,17 @@ impl Spread {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn used_parts_per_ten_thousand() {
+        assert_eq!(used_bp(3, 4), 7_500);
+        assert_eq!(used_bp(5, 4), 10_000, "capped at all of it");
+        assert_eq!(used_bp(-1, 4), 0);
+        assert_eq!(used_bp(1, 0), 10_000, "no capacity counts as full");
+        // Past what 64 bits hold times 10 000: the exact 128-bit result.
+        assert_eq!(used_bp(i64::MAX / 2, i64::MAX), 4_999);
+        assert_eq!(used_bp(i64::MAX, i64::MAX), 10_000);
+    }
 
     #[test]
     fn normalizations() {
