@@ -652,6 +652,7 @@ impl Reconciler for Scheduler {
         // then.
         let mut more = true;
         let mut failed = 0usize;
+        let mut pass_failed = None;
         loop {
             // A pass decides while the bindings of the one before commit,
             // so the CPU work of deciding and that of committing overlap.
@@ -669,7 +670,17 @@ impl Reconciler for Scheduler {
             tokio::select! {
                 decided = async { deciding.as_mut().expect("guarded by the branch condition").await }, if deciding.is_some() => {
                     deciding = None;
-                    let decisions = decided.map_err(|e| ReconcileError::Other(format!("scheduling pass: {e}")))?;
+                    let decisions = match decided {
+                        Ok(decisions) => decisions,
+                        // The pass panicked. The bindings in flight are
+                        // still waited for, so that their outcome reaches
+                        // the snapshot, before the error is returned.
+                        Err(e) => {
+                            pass_failed = Some(ReconcileError::Other(format!("scheduling pass: {e}")));
+                            failed += 1;
+                            continue;
+                        }
+                    };
                     more = !decisions.is_empty();
                     let mut binds = Vec::new();
                     let mut unschedulable_pods = Vec::new();
@@ -696,6 +707,9 @@ impl Reconciler for Scheduler {
                     }
                 }
             }
+        }
+        if let Some(e) = pass_failed {
+            return Err(e);
         }
         let unschedulable = !self.shared.snapshot().unschedulable.is_empty();
         if failed > 0 {
