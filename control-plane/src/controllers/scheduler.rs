@@ -647,9 +647,10 @@ impl Reconciler for Scheduler {
         let mut in_flight = FuturesUnordered::new();
         // The pass deciding on a blocking thread, if one is.
         let mut deciding: Option<tokio::task::JoinHandle<Vec<Decision>>> = None;
-        // Whether the last pass found Pods to decide: if not, the next
-        // change to the Pods requeues this key, so none is started until
-        // then.
+        // Whether another pass may find Pods: not right after one found
+        // none, but again once a write completes, since Pods may have
+        // arrived meanwhile (and the key is requeued for any that arrive
+        // after the last write).
         let mut more = true;
         let mut failed = 0usize;
         let mut pass_failed = None;
@@ -701,6 +702,7 @@ impl Reconciler for Scheduler {
                 // the cache; this one stops deciding and lets the writes
                 // drain.
                 Some(keys) = in_flight.next(), if !in_flight.is_empty() => {
+                    more = true;
                     if !keys.is_empty() {
                         failed += keys.len();
                         self.shared.bindings_failed(&keys);
