@@ -538,6 +538,69 @@ pub fn selectable(obj: &Value) -> Value {
     Value::Object(out)
 }
 
+/// [`selectable`] without copying: a view of `obj` that encodes to exactly
+/// the JSON of `selectable(obj)`, for writers that only encode the
+/// projection (the watch history, which keeps one for every update).
+pub fn selectable_view(obj: &Value) -> SelectableView<'_> {
+    let mut top = BTreeMap::new();
+    let mut meta = BTreeMap::new();
+    for field in ["name", "namespace", "uid", "resourceVersion", "labels"] {
+        if let Some(v) = obj.get("metadata").and_then(|m| m.get(field)) {
+            meta.insert(field, ViewNode::Leaf(v));
+        }
+    }
+    top.insert("metadata", ViewNode::Map(meta));
+    // The same walk as `selectable`'s.
+    for path in SUPPORTED_FIELDS {
+        let mut segments = path.split('.').peekable();
+        let mut src = obj;
+        let mut dst = &mut top;
+        while let Some(segment) = segments.next() {
+            let Some(next) = src.get(segment) else { break };
+            if segments.peek().is_none() {
+                dst.insert(segment, ViewNode::Leaf(next));
+                break;
+            }
+            if !next.is_object() {
+                break;
+            }
+            src = next;
+            let entry = dst
+                .entry(segment)
+                .or_insert_with(|| ViewNode::Map(BTreeMap::new()));
+            let ViewNode::Map(map) = entry else { break };
+            dst = map;
+        }
+    }
+    SelectableView(ViewNode::Map(top))
+}
+
+/// What [`selectable_view`] returns: serialize it.
+#[derive(Debug)]
+pub struct SelectableView<'a>(ViewNode<'a>);
+
+#[derive(Debug)]
+enum ViewNode<'a> {
+    Leaf(&'a Value),
+    /// Keys sort as `serde_json::Map`'s do, so the encoding matches.
+    Map(BTreeMap<&'static str, ViewNode<'a>>),
+}
+
+impl serde::Serialize for SelectableView<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl serde::Serialize for ViewNode<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ViewNode::Leaf(v) => v.serialize(serializer),
+            ViewNode::Map(m) => serializer.collect_map(m),
+        }
+    }
+}
+
 /// The field paths a field selector may use. Kubernetes supports a
 /// per-kind set; rk accepts the union and evaluates any of them on any
 /// object (a field the object lacks counts as "").
@@ -1037,6 +1100,36 @@ mod tests {
         for (input, obj, want) in cases {
             let sel = FieldSelector::parse(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
             assert_eq!(sel.matches(obj), *want, "{input:?} on {obj}");
+        }
+    }
+
+    #[test]
+    fn the_selectable_view_encodes_exactly_as_the_selectable_copy() {
+        use serde_json::json;
+        let objects = [
+            json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "web-1", "namespace": "shop", "uid": "u", "resourceVersion": "7",
+                             "labels": {"app": "web", "tier": "front"}, "annotations": {"big": "x"}},
+                "spec": {"nodeName": "n1", "restartPolicy": "Always", "schedulerName": "s",
+                         "containers": [{"name": "c", "image": "i"}]},
+                "status": {"phase": "Running", "podIP": "10.0.0.2", "conditions": [{"type": "Ready"}]}}),
+            json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e", "namespace": "d"},
+                "involvedObject": {"kind": "Pod", "name": "p", "namespace": "d", "uid": "u", "fieldPath": "x"},
+                "reason": "Scheduled", "type": "Normal", "message": "m"}),
+            json!({"kind": "Node", "metadata": {"name": "n1"}, "spec": {"unschedulable": true, "taints": []},
+                "status": {}}),
+            json!({"kind": "Odd", "metadata": "not an object", "spec": "scalar", "status": {"phase": null},
+                "involvedObject": 3, "reason": {"nested": true}}),
+            json!({"spec": {}}),
+            json!({}),
+            json!("not even an object"),
+        ];
+        for obj in &objects {
+            assert_eq!(
+                serde_json::to_string(&selectable_view(obj)).expect("view"),
+                serde_json::to_string(&selectable(obj)).expect("copy"),
+                "{obj}"
+            );
         }
     }
 

@@ -289,7 +289,10 @@ impl RevisionEvents {
                 None => serde_json::to_writer(&mut out, &*e.object)?,
             }
             out.extend_from_slice(b",\"prev\":");
-            serde_json::to_writer(&mut out, &e.prev.as_deref().map(rk_api::selector::selectable))?;
+            serde_json::to_writer(
+                &mut out,
+                &e.prev.as_deref().map(rk_api::selector::selectable_view),
+            )?;
             out.push(b'}');
         }
         out.extend_from_slice(b"]}");
