@@ -1,9 +1,11 @@
-//! A three-member etcd cluster on loopback, driven over its gRPC API.
+//! A three-member etcd cluster on loopback, driven over its gRPC API:
+//! plaintext, or with mutual TLS on client and peer traffic as kubeadm
+//! deploys etcd for Kubernetes (and as rk always runs).
 
 use anyhow::{bail, Context, Result};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 pub mod pb {
     tonic::include_proto!("etcdserverpb");
@@ -21,35 +23,79 @@ struct Member {
 pub struct EtcdCluster {
     _dir: tempfile::TempDir,
     members: Vec<Member>,
+    /// The client side of mutual TLS, when the cluster runs it.
+    client_tls: Option<ClientTlsConfig>,
+}
+
+/// Writes a CA, one certificate for every member (serving clients and
+/// peers, and presented to peers) and one for the benchmark's client into
+/// `dir`; returns the member flags and the client's TLS configuration.
+fn mutual_tls(dir: &std::path::Path) -> Result<(Vec<String>, ClientTlsConfig)> {
+    use rk_control_plane::pki::CertificateAuthority;
+    let ca = CertificateAuthority::generate("rk-bench etcd").context("etcd CA")?;
+    let member = ca
+        .issue("etcd", &["127.0.0.1".into(), "localhost".into()])
+        .context("etcd member certificate")?;
+    let client = ca.issue("rk-bench", &[]).context("etcd client certificate")?;
+    let write = |name: &str, pem: &str| -> Result<String> {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).with_context(|| format!("write {}", path.display()))?;
+        Ok(path.display().to_string())
+    };
+    let ca_file = write("ca.pem", &ca.cert_pem)?;
+    let cert_file = write("member.pem", &member.cert_pem)?;
+    let key_file = write("member-key.pem", &member.key_pem)?;
+    let mut flags = vec![];
+    for prefix in ["", "peer-"] {
+        flags.extend([
+            format!("--{prefix}cert-file={cert_file}"),
+            format!("--{prefix}key-file={key_file}"),
+            format!("--{prefix}trusted-ca-file={ca_file}"),
+            format!("--{prefix}client-cert-auth"),
+        ]);
+    }
+    rk_client::tls::init_crypto();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&ca.cert_pem))
+        .identity(Identity::from_pem(&client.cert_pem, &client.key_pem));
+    Ok((flags, tls))
 }
 
 impl EtcdCluster {
-    pub async fn start(n: usize) -> Result<EtcdCluster> {
+    /// Starts `n` members, with mutual TLS on every connection if `tls`.
+    pub async fn start(n: usize, tls: bool) -> Result<EtcdCluster> {
         let dir = tempfile::Builder::new().prefix("rk-bench-etcd-").tempdir()?;
+        let (tls_flags, client_tls) = if tls {
+            let (flags, client) = mutual_tls(dir.path())?;
+            (flags, Some(client))
+        } else {
+            (vec![], None)
+        };
+        let scheme = if tls { "https" } else { "http" };
         let ports: Vec<(u16, u16)> = (0..n)
             .map(|_| (rk_testkit::free_port(), rk_testkit::free_port()))
             .collect();
         let initial: Vec<String> = ports
             .iter()
             .enumerate()
-            .map(|(i, (_, peer))| format!("e{i}=http://127.0.0.1:{peer}"))
+            .map(|(i, (_, peer))| format!("e{i}={scheme}://127.0.0.1:{peer}"))
             .collect();
         let mut members = vec![];
         for (i, (client, peer)) in ports.iter().enumerate() {
             let name = format!("e{i}");
-            let args = vec![
+            let mut args = vec![
                 "--name".into(),
                 name.clone(),
                 "--data-dir".into(),
                 dir.path().join(&name).display().to_string(),
                 "--listen-client-urls".into(),
-                format!("http://127.0.0.1:{client}"),
+                format!("{scheme}://127.0.0.1:{client}"),
                 "--advertise-client-urls".into(),
-                format!("http://127.0.0.1:{client}"),
+                format!("{scheme}://127.0.0.1:{client}"),
                 "--listen-peer-urls".into(),
-                format!("http://127.0.0.1:{peer}"),
+                format!("{scheme}://127.0.0.1:{peer}"),
                 "--initial-advertise-peer-urls".into(),
-                format!("http://127.0.0.1:{peer}"),
+                format!("{scheme}://127.0.0.1:{peer}"),
                 "--initial-cluster".into(),
                 initial.join(","),
                 "--initial-cluster-state".into(),
@@ -59,6 +105,7 @@ impl EtcdCluster {
                 "--log-level".into(),
                 "error".into(),
             ];
+            args.extend(tls_flags.iter().cloned());
             let mut m = Member {
                 name,
                 client_port: *client,
@@ -68,17 +115,28 @@ impl EtcdCluster {
             m.spawn()?;
             members.push(m);
         }
-        let c = EtcdCluster { _dir: dir, members };
+        let c = EtcdCluster {
+            _dir: dir,
+            members,
+            client_tls,
+        };
         c.leader().await?;
         Ok(c)
     }
 
-    fn endpoint(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.members[i].client_port)
+    fn endpoint(&self, i: usize) -> Result<Endpoint> {
+        let port = self.members[i].client_port;
+        Ok(match &self.client_tls {
+            Some(tls) => {
+                Channel::from_shared(format!("https://127.0.0.1:{port}"))?.tls_config(tls.clone())?
+            }
+            None => Channel::from_shared(format!("http://127.0.0.1:{port}"))?,
+        }
+        .tcp_nodelay(true))
     }
 
     pub async fn kv(&self, i: usize) -> Result<Kv> {
-        let ch = Channel::from_shared(self.endpoint(i))?.connect().await?;
+        let ch = self.endpoint(i)?.connect().await?;
         Ok(pb::kv_client::KvClient::new(ch))
     }
 
@@ -90,7 +148,7 @@ impl EtcdCluster {
                 if m.child.is_none() {
                     continue;
                 }
-                let Ok(ep) = Channel::from_shared(self.endpoint(i)) else {
+                let Ok(ep) = self.endpoint(i) else {
                     continue;
                 };
                 let Ok(Ok(ch)) = tokio::time::timeout(Duration::from_millis(300), ep.connect()).await else {

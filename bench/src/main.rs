@@ -3,7 +3,8 @@
 //! only same-run ratios mean much).
 //!
 //! `rk-bench store` measures the replicated store against etcd 3.4 (three
-//! members each, on loopback): sequential 1 KiB writes (p50/p99), 64 writes
+//! members each, on loopback; etcd plaintext, the targets' reference, and
+//! etcd with mutual TLS like rk): sequential 1 KiB writes (p50/p99), 64 writes
 //! in flight (throughput, p99), and leader `kill -9` → first successful
 //! write (median over 9 kills: rk's failover is bimodal, about 350 ms
 //! usually and about 600 ms when the first election splits, so 5 kills
@@ -77,6 +78,9 @@ struct StoreArgs {
     /// Measure rk only.
     #[arg(long)]
     skip_etcd: bool,
+    /// Measure etcd plaintext only, not also with mutual TLS.
+    #[arg(long)]
+    skip_etcd_tls: bool,
     /// Replicas per system (failover needs at least 3).
     #[arg(long, default_value_t = 3)]
     replicas: usize,
@@ -90,6 +94,7 @@ impl Default for StoreArgs {
             in_flight: 64,
             kills: 9,
             skip_etcd: false,
+            skip_etcd_tls: false,
             replicas: 3,
         }
     }
@@ -220,8 +225,8 @@ async fn rk_store(args: &StoreArgs) -> Result<StoreFigures> {
 
 // ------------------------------------------------------------------ etcd
 
-async fn etcd_store(args: &StoreArgs) -> Result<StoreFigures> {
-    let mut cluster = etcd::EtcdCluster::start(3).await?;
+async fn etcd_store(args: &StoreArgs, tls: bool) -> Result<StoreFigures> {
+    let mut cluster = etcd::EtcdCluster::start(3, tls).await?;
     let mut figs = StoreFigures::default();
     let leader = cluster.leader().await?;
     let kv = cluster.kv(leader).await?;
@@ -311,78 +316,115 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-fn print_store(rk: &StoreFigures, etcd: Option<&StoreFigures>, args: &StoreArgs) {
+/// The store figures: rk, etcd plaintext (the targets' reference, as
+/// measured in peers.md) and, when measured, etcd with mutual TLS on client
+/// and peer traffic, as kubeadm deploys it and as rk always runs.
+fn print_store(
+    rk: &StoreFigures,
+    etcd: Option<&StoreFigures>,
+    etcd_tls: Option<&StoreFigures>,
+    args: &StoreArgs,
+) {
     println!(
-        "rk-bench store: {} replicas each on loopback; rk over mutual TLS, etcd 3.4 plaintext; 1 KiB values",
-        args.replicas
+        "rk-bench store: {} replicas each on loopback; rk over mutual TLS; etcd 3.4 plaintext{}; 1 KiB values",
+        args.replicas,
+        if etcd_tls.is_some() { " and with mutual TLS" } else { "" }
     );
-    println!(
-        "{:<44} {:>14} {:>14} {:>10}   target",
-        "figure", "rk", "etcd", "rk/etcd"
-    );
-    let row = |name: &str, r: Option<f64>, e: Option<f64>, fmt: &dyn Fn(f64) -> String, target: &str| {
-        let ratio = match (r, e) {
+    let tls = etcd_tls.is_some();
+    if tls {
+        println!(
+            "{:<44} {:>14} {:>14} {:>10} {:>14} {:>10}   target",
+            "figure", "rk", "etcd", "rk/etcd", "etcd TLS", "rk/TLS"
+        );
+    } else {
+        println!(
+            "{:<44} {:>14} {:>14} {:>10}   target",
+            "figure", "rk", "etcd", "rk/etcd"
+        );
+    }
+    let row = |name: &str,
+               r: Option<f64>,
+               e: Option<f64>,
+               et: Option<f64>,
+               fmt: &dyn Fn(f64) -> String,
+               target: &str| {
+        let ratio = |e: Option<f64>| match (r, e) {
             (Some(r), Some(e)) if e > 0.0 => format!("{:.2}", r / e),
             _ => "-".into(),
         };
+        let shown = |v: Option<f64>| v.map(fmt).unwrap_or_else(|| "-".into());
+        let tls_part = if tls {
+            format!(" {:>14} {:>10}", shown(et), ratio(et))
+        } else {
+            String::new()
+        };
         println!(
-            "{:<44} {:>14} {:>14} {:>10}   {}",
+            "{:<44} {:>14} {:>14} {:>10}{}   {}",
             name,
-            r.map(fmt).unwrap_or_else(|| "-".into()),
-            e.map(fmt).unwrap_or_else(|| "-".into()),
-            ratio,
+            shown(r),
+            shown(e),
+            ratio(e),
+            tls_part,
             target
         );
     };
     let msf = |v: f64| format!("{v:.2} ms");
     let d = |s: Option<&Summary>, f: fn(&Summary) -> Duration| s.map(|s| f(s).as_secs_f64() * 1000.0);
+    let peers = [etcd, etcd_tls];
+    let seq = |f: fn(&Summary) -> Duration| peers.map(|p| d(p.and_then(|e| e.seq.as_ref()), f));
+    let [e, et] = seq(|s| s.p50);
     row(
         &format!("sequential write p50 (n={})", args.sequential),
         d(rk.seq.as_ref(), |s| s.p50),
-        d(etcd.and_then(|e| e.seq.as_ref()), |s| s.p50),
+        e,
+        et,
         &msf,
         "rk/etcd <= 1",
     );
+    let [e, et] = seq(|s| s.p99);
     row(
         "sequential write p99",
         d(rk.seq.as_ref(), |s| s.p99),
-        d(etcd.and_then(|e| e.seq.as_ref()), |s| s.p99),
+        e,
+        et,
         &msf,
         "",
     );
+    let [e, et] = peers.map(|p| p.and_then(|e| e.conc.as_ref()).map(|c| c.1));
     row(
         &format!("{} in flight: throughput (writes/s)", args.in_flight),
         rk.conc.as_ref().map(|c| c.1),
-        etcd.and_then(|e| e.conc.as_ref()).map(|c| c.1),
+        e,
+        et,
         &|v| format!("{v:.0}/s"),
         "rk/etcd >= 2",
     );
+    let p99 = |c: &(Summary, f64)| c.0.p99.as_secs_f64() * 1000.0;
+    let [e, et] = peers.map(|p| p.and_then(|e| e.conc.as_ref()).map(p99));
     row(
         &format!("{} in flight: p99", args.in_flight),
-        rk.conc.as_ref().map(|c| c.0.p99.as_secs_f64() * 1000.0),
-        etcd.and_then(|e| e.conc.as_ref())
-            .map(|c| c.0.p99.as_secs_f64() * 1000.0),
+        rk.conc.as_ref().map(p99),
+        e,
+        et,
         &msf,
         "rk/etcd <= 1",
     );
+    let [e, et] = peers.map(|p| d(p.and_then(|e| e.failover.as_ref()), |s| s.p50));
     row(
         &format!("leader kill -9 -> first write, median (n={})", args.kills),
         d(rk.failover.as_ref(), |s| s.p50),
-        d(etcd.and_then(|e| e.failover.as_ref()), |s| s.p50),
+        e,
+        et,
         &msf,
         "rk <= 500 ms",
     );
-    if let Some(f) = &rk.failover {
-        println!(
-            "  rk failovers: {}",
-            f.samples.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
-        );
-    }
-    if let Some(f) = etcd.and_then(|e| e.failover.as_ref()) {
-        println!(
-            "  etcd failovers: {}",
-            f.samples.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
-        );
+    for (who, figs) in [("rk", Some(rk)), ("etcd", etcd), ("etcd TLS", etcd_tls)] {
+        if let Some(f) = figs.and_then(|f| f.failover.as_ref()) {
+            println!(
+                "  {who} failovers: {}",
+                f.samples.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
+            );
+        }
     }
 }
 
@@ -425,12 +467,12 @@ async fn all() -> Result<()> {
     match rk_store(&args).await {
         Ok(rk) => {
             eprintln!("measuring etcd ...");
-            let etcd = etcd_store(&args).await;
+            let etcd = etcd_store(&args, false).await;
             if let Err(e) = &etcd {
                 eprintln!("etcd: {e:#}");
             }
             let etcd = etcd.ok();
-            print_store(&rk, etcd.as_ref(), &args);
+            print_store(&rk, etcd.as_ref(), None, &args);
             println!();
             let e = etcd.as_ref();
             if let Some(s) = &rk.seq {
@@ -585,8 +627,14 @@ async fn main() -> Result<()> {
         None
     } else {
         eprintln!("measuring etcd ...");
-        Some(etcd_store(&args).await?)
+        Some(etcd_store(&args, false).await?)
     };
-    print_store(&rk, etcd.as_ref(), &args);
+    let etcd_tls = if args.skip_etcd || args.skip_etcd_tls {
+        None
+    } else {
+        eprintln!("measuring etcd with mutual TLS ...");
+        Some(etcd_store(&args, true).await?)
+    };
+    print_store(&rk, etcd.as_ref(), etcd_tls.as_ref(), &args);
     Ok(())
 }
