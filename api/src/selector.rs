@@ -504,38 +504,7 @@ pub fn labels_of(obj: &Value) -> BTreeMap<String, String> {
 /// history keeps previous states in this form, since all it needs them for
 /// is telling whether an object stopped matching.
 pub fn selectable(obj: &Value) -> Value {
-    let mut out = serde_json::Map::new();
-    let mut meta = serde_json::Map::new();
-    for field in ["name", "namespace", "uid", "resourceVersion", "labels"] {
-        if let Some(v) = obj.get("metadata").and_then(|m| m.get(field)) {
-            meta.insert(field.to_string(), v.clone());
-        }
-    }
-    out.insert("metadata".to_string(), Value::Object(meta));
-    for path in SUPPORTED_FIELDS {
-        let mut segments = path.split('.').peekable();
-        let mut src = obj;
-        let mut dst = &mut out;
-        while let Some(segment) = segments.next() {
-            let Some(next) = src.get(segment) else { break };
-            if segments.peek().is_none() {
-                dst.insert(segment.to_string(), next.clone());
-                break;
-            }
-            // Only objects lead further; a scalar in the way means the
-            // path is absent, as `field_value` reads it.
-            if !next.is_object() {
-                break;
-            }
-            src = next;
-            let entry = dst
-                .entry(segment.to_string())
-                .or_insert_with(|| Value::Object(serde_json::Map::new()));
-            let Value::Object(map) = entry else { break };
-            dst = map;
-        }
-    }
-    Value::Object(out)
+    selectable_view(obj).0.to_value()
 }
 
 /// [`selectable`] without copying: a view of `obj` that encodes to exactly
@@ -550,7 +519,6 @@ pub fn selectable_view(obj: &Value) -> SelectableView<'_> {
         }
     }
     top.insert("metadata", ViewNode::Map(meta));
-    // The same walk as `selectable`'s.
     for path in SUPPORTED_FIELDS {
         let mut segments = path.split('.').peekable();
         let mut src = obj;
@@ -561,6 +529,8 @@ pub fn selectable_view(obj: &Value) -> SelectableView<'_> {
                 dst.insert(segment, ViewNode::Leaf(next));
                 break;
             }
+            // Only objects lead further; a scalar in the way means the
+            // path is absent, as `field_value` reads it.
             if !next.is_object() {
                 break;
             }
@@ -584,6 +554,15 @@ enum ViewNode<'a> {
     Leaf(&'a Value),
     /// Keys sort as `serde_json::Map`'s do, so the encoding matches.
     Map(BTreeMap<&'static str, ViewNode<'a>>),
+}
+
+impl ViewNode<'_> {
+    fn to_value(&self) -> Value {
+        match self {
+            ViewNode::Leaf(v) => (*v).clone(),
+            ViewNode::Map(m) => Value::Object(m.iter().map(|(k, v)| (k.to_string(), v.to_value())).collect()),
+        }
+    }
 }
 
 impl serde::Serialize for SelectableView<'_> {
