@@ -64,8 +64,15 @@ impl std::fmt::Display for Report {
     }
 }
 
+/// `deploy/local/cluster` of the source tree. Cargo names the crate's
+/// directory at run time when it runs the tests; that comes first, because
+/// a build directory shared between checkouts can hand one checkout a test
+/// binary compiled in another, whose compile-time path may be gone.
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/cluster")
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    crate_dir.join("../deploy/local/cluster")
 }
 
 fn cluster(s: &Scenario, args: &[&str]) -> Result<String> {

@@ -3,8 +3,6 @@
 //! deliberate change (a k8s-openapi upgrade changes descriptions) with
 //! `RK_UPDATE_GOLDEN=1 cargo test -p rkctl --test explain`.
 
-use std::path::Path;
-
 async fn rkctl(args: &[&str]) -> (i32, String, String) {
     let mut out = Vec::new();
     let mut err = Vec::new();
@@ -18,7 +16,12 @@ async fn rkctl(args: &[&str]) -> (i32, String, String) {
 
 #[tokio::test]
 async fn deployment_strategy_matches_the_golden_output() {
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/explain-deployment-strategy.txt");
+    // Cargo's run-time CARGO_MANIFEST_DIR first: a shared build directory
+    // may hand this checkout a test binary compiled in another.
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    let golden = crate_dir.join("tests/golden/explain-deployment-strategy.txt");
     let (code, out, err) = rkctl(&["explain", "deployment.spec.strategy"]).await;
     assert_eq!((code, err.as_str()), (0, ""));
     if std::env::var_os("RK_UPDATE_GOLDEN").is_some() {
