@@ -1110,6 +1110,19 @@ mod tests {
                 "{obj}"
             );
         }
+        // The walk itself, on the shapes that stop it: a scalar on the way
+        // ends a path, a scalar at its end is kept, an empty object stays.
+        let encoded = |obj: &Value| serde_json::to_string(&selectable_view(obj)).expect("view");
+        assert_eq!(
+            encoded(&objects[3]),
+            r#"{"metadata":{},"reason":{"nested":true},"status":{"phase":null}}"#
+        );
+        assert_eq!(encoded(&objects[4]), r#"{"metadata":{},"spec":{}}"#);
+        assert_eq!(encoded(&objects[6]), r#"{"metadata":{}}"#);
+        assert_eq!(
+            encoded(&objects[1]),
+            r#"{"involvedObject":{"fieldPath":"x","kind":"Pod","name":"p","namespace":"d","uid":"u"},"metadata":{"name":"e","namespace":"d"},"reason":"Scheduled","type":"Normal"}"#
+        );
     }
 
     #[test]

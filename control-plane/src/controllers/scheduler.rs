@@ -37,7 +37,7 @@ use rk_api::Reason;
 use rk_controllers::scheduler::{default_nodes_to_score, schedule_tracked, NodeInfo, ScheduleContext};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -75,8 +75,8 @@ struct Snapshot {
     nodes: Vec<NodeInfo>,
     node_index: HashMap<String, usize>,
     /// Indices of the nodes holding a Pod with inter-pod terms (see
-    /// [`NodeInfo::has_pod_terms`]), kept as Pods are counted.
-    nodes_with_pod_terms: BTreeSet<usize>,
+    /// [`NodeInfo::has_pod_terms`]), sorted, kept as Pods are counted.
+    nodes_with_pod_terms: Vec<usize>,
     /// Node name → its version as last seen.
     node_versions: HashMap<String, NodeVersion>,
     /// Pod key → what the snapshot holds for it.
@@ -138,10 +138,6 @@ struct PodEntry {
     seen: Option<Arc<Value>>,
     /// The node whose aggregates count this Pod, if any.
     node: Option<String>,
-    /// The object counted on `node`: a newer version that
-    /// [`counts_the_same`] is taken in without decoding and counting it
-    /// again.
-    counted: Option<Arc<Value>>,
     /// Whether the Pod as `seen` wants scheduling.
     pending: bool,
     /// Where the Pod stands in the scheduling order (see [`QueueOrder`]).
@@ -150,6 +146,17 @@ struct PodEntry {
     /// While a binding of this Pod is in flight: the cached, unbound Pod it
     /// was decided on.
     binding_from: Option<Arc<Value>>,
+}
+
+impl PodEntry {
+    /// The object counted on `node`: the cached Pod as last seen, or, while
+    /// a binding is in flight, the Pod it was decided on. A newer version
+    /// that [`counts_the_same`] as it is taken in without decoding and
+    /// counting it again.
+    fn counted(&self) -> Option<&Value> {
+        self.node.as_ref()?;
+        self.seen.as_deref().or(self.binding_from.as_deref())
+    }
 }
 
 fn wants_scheduling(pod: &Value) -> bool {
@@ -246,7 +253,6 @@ impl Snapshot {
         self.pods.retain(|_, e| e.binding_from.is_some());
         for e in self.pods.values_mut() {
             e.node = None;
-            e.counted = None;
             e.seen = None;
         }
     }
@@ -292,7 +298,9 @@ impl Snapshot {
                 let (ns, name) = super::runtime::split_key(key);
                 self.nodes[i].remove_pod(ns, name);
                 if !self.nodes[i].has_pod_terms() {
-                    self.nodes_with_pod_terms.remove(&i);
+                    if let Ok(at) = self.nodes_with_pod_terms.binary_search(&i) {
+                        self.nodes_with_pod_terms.remove(at);
+                    }
                 }
             }
         }
@@ -302,7 +310,9 @@ impl Snapshot {
         let &i = self.node_index.get(node)?;
         self.nodes[i].add_pod(pod);
         if self.nodes[i].has_pod_terms() {
-            self.nodes_with_pod_terms.insert(i);
+            if let Err(at) = self.nodes_with_pod_terms.binary_search(&i) {
+                self.nodes_with_pod_terms.insert(at, i);
+            }
         }
         Some(node.to_string())
     }
@@ -366,12 +376,9 @@ impl Snapshot {
                 }
                 // The common case: our binding landed, or the Pod's status
                 // moved on, and nothing its node counts changed.
-                if before.is_some()
-                    && before == holds
-                    && e.counted.as_deref().is_some_and(|c| counts_the_same(c, &p))
+                if before.is_some() && before == holds && e.counted().is_some_and(|c| counts_the_same(c, &p))
                 {
                     e.seen = Some(p.clone());
-                    e.counted = Some(p.clone());
                     e.pending = wants;
                     e.order = order;
                     e.binding_from = None;
@@ -387,7 +394,6 @@ impl Snapshot {
                 key,
                 PodEntry {
                     seen: Some(p.clone()),
-                    counted: node.is_some().then(|| p.clone()),
                     node,
                     pending: wants,
                     order,
@@ -470,8 +476,7 @@ impl Shared {
                 ..Default::default()
             };
             snap.ties = snap.ties.wrapping_add(1);
-            let nodes_with_pod_terms: Vec<usize> = snap.nodes_with_pod_terms.iter().copied().collect();
-            match schedule_tracked(&pod, &snap.nodes, Some(&nodes_with_pod_terms), &sctx) {
+            match schedule_tracked(&pod, &snap.nodes, Some(&snap.nodes_with_pod_terms), &sctx) {
                 Ok(decision) => {
                     snap.start_index = decision.next_start_index;
                     snap.unschedulable.remove(&key);
@@ -489,7 +494,6 @@ impl Shared {
                         key,
                         PodEntry {
                             seen: None,
-                            counted: node.is_some().then(|| obj.clone()),
                             node,
                             pending: false,
                             order,
