@@ -109,7 +109,17 @@ fn payload() -> String {
 struct StoreFigures {
     seq: Option<Summary>,
     conc: Option<(Summary, f64)>,
+    /// CPU time all members used per write in the concurrent phase: what
+    /// a write costs, whatever else the 2 cores were doing meanwhile.
+    conc_cpu_per_write: Option<Duration>,
     failover: Option<Summary>,
+}
+
+/// CPU used by `pids` between two readings, per write.
+fn cpu_per_write(before: Duration, after: Duration, writes: usize) -> Option<Duration> {
+    u32::try_from(writes.max(1))
+        .ok()
+        .map(|w| after.saturating_sub(before) / w)
 }
 
 // ------------------------------------------------------------------ rk
@@ -141,6 +151,8 @@ async fn rk_store(args: &StoreArgs) -> Result<StoreFigures> {
     }
     figs.seq = Some(Summary::of(&mut lat));
 
+    let pids: Vec<u32> = cluster.replicas.iter().filter_map(|r| r.pid()).collect();
+    let cpu_before = stats::cpu_time(&pids);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = vec![];
@@ -168,6 +180,7 @@ async fn rk_store(args: &StoreArgs) -> Result<StoreFigures> {
         all.extend(t.await??);
     }
     let elapsed = start.elapsed();
+    figs.conc_cpu_per_write = cpu_per_write(cpu_before, stats::cpu_time(&pids), args.concurrent);
     figs.conc = Some((
         Summary::of(&mut all),
         args.concurrent as f64 / elapsed.as_secs_f64(),
@@ -242,6 +255,8 @@ async fn etcd_store(args: &StoreArgs, tls: bool) -> Result<StoreFigures> {
     }
     figs.seq = Some(Summary::of(&mut lat));
 
+    let pids = cluster.pids();
+    let cpu_before = stats::cpu_time(&pids);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = vec![];
@@ -268,6 +283,7 @@ async fn etcd_store(args: &StoreArgs, tls: bool) -> Result<StoreFigures> {
         all.extend(t.await??);
     }
     let elapsed = start.elapsed();
+    figs.conc_cpu_per_write = cpu_per_write(cpu_before, stats::cpu_time(&pids), args.concurrent);
     figs.conc = Some((
         Summary::of(&mut all),
         args.concurrent as f64 / elapsed.as_secs_f64(),
@@ -408,6 +424,16 @@ fn print_store(
         et,
         &msf,
         "rk/etcd <= 1",
+    );
+    let cpu = |f: &StoreFigures| f.conc_cpu_per_write.map(|c| c.as_secs_f64() * 1e6);
+    let [e, et] = peers.map(|p| p.and_then(cpu));
+    row(
+        &format!("{} in flight: CPU per write, all members", args.in_flight),
+        cpu(rk),
+        e,
+        et,
+        &|v| format!("{v:.0} us"),
+        "",
     );
     let [e, et] = peers.map(|p| d(p.and_then(|e| e.failover.as_ref()), |s| s.p50));
     row(
