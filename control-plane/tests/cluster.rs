@@ -279,14 +279,7 @@ async fn leader_kill9_loses_no_acknowledged_write() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     for i in 0..3 {
         let c = cluster.client_for(i);
-        let (items, _) = c
-            .list(
-                "configmaps",
-                &ListParams {
-                    namespace: Some("default".into()),
-                    ..Default::default()
-                },
-            )
+        let items = configmaps_in_default(&c)
             .await
             .unwrap_or_else(|e| panic!("list on replica {i}: {e:?}\n{}", cluster.logs()));
         let stored: BTreeMap<String, String> = items
@@ -308,28 +301,48 @@ async fn leader_kill9_loses_no_acknowledged_write() {
     }
 }
 
+/// Creates ConfigMaps `{prefix}-0`, `{prefix}-1`, ... (each holding its
+/// number) one after another; returns their revisions.
+async fn create_numbered(c: &Client, prefix: &str, n: usize) -> Vec<u64> {
+    let mut revs = Vec::with_capacity(n);
+    for i in 0..n {
+        let created = c
+            .create("configmaps", &cm(&format!("{prefix}-{i}"), &i.to_string()))
+            .await
+            .expect("create");
+        revs.push(rv(&created));
+    }
+    revs
+}
+
+/// Every ConfigMap in the default namespace (a linearizable list).
+async fn configmaps_in_default(c: &Client) -> Result<Vec<Value>, ApiError> {
+    let params = ListParams {
+        namespace: Some("default".into()),
+        ..Default::default()
+    };
+    Ok(c.list("configmaps", &params).await?.0)
+}
+
+/// Waits until restarted replicas have elected a leader.
+async fn leader_after_restart(cluster: &Cluster) {
+    cluster
+        .leader(Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|| panic!("no leader after restart\n{}", cluster.logs()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_every_replica_recovers_the_state() {
     let mut cluster = Cluster::start(3);
-    let c = cluster.client();
-    let mut revs = vec![];
-    for i in 0..20 {
-        revs.push(rv(&c
-            .create("configmaps", &cm(&format!("keep-{i}"), &i.to_string()))
-            .await
-            .expect("create")));
-    }
-    drop(c);
+    let revs = create_numbered(&cluster.client(), "keep", 20).await;
     for i in 0..3 {
         cluster.kill(i);
     }
     for i in 0..3 {
         cluster.restart(i);
     }
-    cluster
-        .leader(Duration::from_secs(20))
-        .await
-        .unwrap_or_else(|| panic!("no leader after restart\n{}", cluster.logs()));
+    leader_after_restart(&cluster).await;
     let c = cluster.client();
     for (i, want) in revs.iter().enumerate() {
         let o = c
@@ -357,32 +370,12 @@ async fn a_replica_killed_after_purging_its_log_recovers_every_object() {
     // entry 350; a purge that deleted entries not yet flushed would lose
     // objects.
     let mut cluster = Cluster::start_with(1, &["--snapshot-every", "50"]);
-    let c = cluster.client();
-    let mut revs = vec![];
-    for i in 0..400 {
-        revs.push(rv(&c
-            .create("configmaps", &cm(&format!("p-{i}"), &i.to_string()))
-            .await
-            .expect("create")));
-    }
-    drop(c);
+    let revs = create_numbered(&cluster.client(), "p", 400).await;
     cluster.kill(0);
     cluster.restart(0);
-    cluster
-        .leader(Duration::from_secs(20))
-        .await
-        .unwrap_or_else(|| panic!("no leader after restart\n{}", cluster.logs()));
+    leader_after_restart(&cluster).await;
     let c = cluster.client();
-    let (items, _) = c
-        .list(
-            "configmaps",
-            &ListParams {
-                namespace: Some("default".into()),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("list after restart");
+    let items = configmaps_in_default(&c).await.expect("list after restart");
     assert_eq!(items.len(), 400, "every object survives\n{}", cluster.logs());
     for (i, want) in revs.iter().enumerate().step_by(37) {
         let o = c
