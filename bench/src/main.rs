@@ -115,13 +115,6 @@ struct StoreFigures {
     failover: Option<Summary>,
 }
 
-/// CPU used by `pids` between two readings, per write.
-fn cpu_per_write(before: Duration, after: Duration, writes: usize) -> Option<Duration> {
-    u32::try_from(writes.max(1))
-        .ok()
-        .map(|w| after.saturating_sub(before) / w)
-}
-
 // ------------------------------------------------------------------ rk
 
 fn rk_object(name: &str, value: &str) -> serde_json::Value {
@@ -151,8 +144,7 @@ async fn rk_store(args: &StoreArgs) -> Result<StoreFigures> {
     }
     figs.seq = Some(Summary::of(&mut lat));
 
-    let pids: Vec<u32> = cluster.replicas.iter().filter_map(|r| r.pid()).collect();
-    let cpu_before = stats::cpu_time(&pids);
+    let cpu = stats::CpuMeter::start(cluster.replicas.iter().filter_map(|r| r.pid()).collect());
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = vec![];
@@ -180,7 +172,7 @@ async fn rk_store(args: &StoreArgs) -> Result<StoreFigures> {
         all.extend(t.await??);
     }
     let elapsed = start.elapsed();
-    figs.conc_cpu_per_write = cpu_per_write(cpu_before, stats::cpu_time(&pids), args.concurrent);
+    figs.conc_cpu_per_write = Some(cpu.per_write(args.concurrent));
     figs.conc = Some((
         Summary::of(&mut all),
         args.concurrent as f64 / elapsed.as_secs_f64(),
@@ -255,8 +247,7 @@ async fn etcd_store(args: &StoreArgs, tls: bool) -> Result<StoreFigures> {
     }
     figs.seq = Some(Summary::of(&mut lat));
 
-    let pids = cluster.pids();
-    let cpu_before = stats::cpu_time(&pids);
+    let cpu = stats::CpuMeter::start(cluster.pids());
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = vec![];
@@ -283,7 +274,7 @@ async fn etcd_store(args: &StoreArgs, tls: bool) -> Result<StoreFigures> {
         all.extend(t.await??);
     }
     let elapsed = start.elapsed();
-    figs.conc_cpu_per_write = cpu_per_write(cpu_before, stats::cpu_time(&pids), args.concurrent);
+    figs.conc_cpu_per_write = Some(cpu.per_write(args.concurrent));
     figs.conc = Some((
         Summary::of(&mut all),
         args.concurrent as f64 / elapsed.as_secs_f64(),

@@ -35,6 +35,26 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// CPU time a set of processes uses from a starting point on.
+pub struct CpuMeter {
+    pids: Vec<u32>,
+    start: Duration,
+}
+
+impl CpuMeter {
+    pub fn start(pids: Vec<u32>) -> Self {
+        let start = cpu_time(&pids);
+        Self { pids, start }
+    }
+
+    /// The CPU time used since the start, divided by `writes`.
+    pub fn per_write(&self, writes: usize) -> Duration {
+        cpu_time(&self.pids)
+            .saturating_sub(self.start)
+            .div_f64(writes.max(1) as f64)
+    }
+}
+
 /// The CPU time (user and system) that the processes have used so far,
 /// from /proc; a process that has exited counts nothing.
 pub fn cpu_time(pids: &[u32]) -> Duration {

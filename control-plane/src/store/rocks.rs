@@ -1,8 +1,9 @@
 //! RocksDB persistence: the Raft log and the state machine share one
 //! database (column families below).
 //!
-//! Only the log goes through RocksDB's write-ahead log, which the syncer
-//! fsyncs. The state machine's writes skip it: they reach disk when RocksDB
+//! The log goes through RocksDB's write-ahead log, which the syncer
+//! fsyncs. What applying entries writes skips it (an installed snapshot
+//! does not: it is written synced): it reaches disk when RocksDB
 //! flushes its memtables, atomically across column families, and after a
 //! crash the state machine is wherever the last flush left it, at a
 //! consistent `last_applied`. openraft then applies the log again from
@@ -224,9 +225,6 @@ pub struct LogStore {
     committed: Arc<std::sync::Mutex<Option<LogId>>>,
     /// Indexes up to which entries may be deleted (see [`spawn_purger`]).
     purger: std::sync::mpsc::Sender<u64>,
-    /// The index up to which entries are deleted from disk (read by tests).
-    #[cfg_attr(not(test), allow(dead_code))]
-    deleted_upto: watch::Receiver<u64>,
 }
 
 /// Work for the syncer thread.
@@ -248,9 +246,8 @@ impl LogStore {
         let syncer = spawn_syncer(db.clone(), durable_tx)
             .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         let committed = get_json::<Option<LogId>>(&db, CF_RAFT, KEY_COMMITTED)?.flatten();
-        let (deleted_tx, deleted_upto) = watch::channel(0);
-        let purger = spawn_purger(db.clone(), deleted_tx)
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+        let purger =
+            spawn_purger(db.clone()).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
         Ok(Self {
             db,
             id,
@@ -260,19 +257,11 @@ impl LogStore {
             durability: LogDurability { durable: durable_rx },
             recent: Default::default(),
             purger,
-            deleted_upto,
         })
     }
 
     pub fn durability(&self) -> LogDurability {
         self.durability.clone()
-    }
-
-    /// Waits until the purger has deleted the entries up to `index`.
-    #[cfg(test)]
-    async fn deleted_through(&self, index: u64) {
-        let mut rx = self.deleted_upto.clone();
-        let _ = rx.wait_for(|d| *d >= index).await;
     }
 
     fn put_raft<T: Serialize>(&self, key: &[u8], value: &T, sync: bool) -> Result<(), StorageError> {
@@ -466,39 +455,31 @@ impl RecentEntries {
 ///
 /// It runs apart from Raft because a flush of full memtables takes long
 /// enough to delay heartbeats. It exits when every LogStore handle is gone.
-fn spawn_purger(db: Arc<DB>, deleted: watch::Sender<u64>) -> std::io::Result<std::sync::mpsc::Sender<u64>> {
+fn spawn_purger(db: Arc<DB>) -> std::io::Result<std::sync::mpsc::Sender<u64>> {
     let (tx, rx) = std::sync::mpsc::channel::<u64>();
     std::thread::Builder::new()
         .name("rk-log-purge".into())
         .spawn(move || {
             while let Ok(first) = rx.recv() {
                 let upto = rx.try_iter().fold(first, u64::max);
-                match delete_flushed_entries(&db, upto) {
-                    Ok(done) => {
-                        deleted.send_if_modified(|d| {
-                            let moved = done > *d;
-                            *d = (*d).max(done);
-                            moved
-                        });
-                    }
+                if let Err(e) = delete_flushed_entries(&db, upto) {
                     // The entries stay; the next purge tries again.
-                    Err(e) => tracing::warn!(error = %e, upto, "deleting purged log entries failed"),
+                    tracing::warn!(error = %e, upto, "deleting purged log entries failed");
                 }
             }
         })?;
     Ok(tx)
 }
 
-/// One round of the purger: returns the index up to which entries are now
-/// deleted.
-fn delete_flushed_entries(db: &DB, upto: u64) -> Result<u64, StorageError> {
+/// One round of the purger.
+fn delete_flushed_entries(db: &DB, upto: u64) -> Result<(), StorageError> {
     // Read before the flush: the write that set it is then in the flush.
     let applied = get_json::<Option<LogId>>(db, CF_META, KEY_APPLIED)?
         .flatten()
         .map_or(0, |l| l.index);
     let target = upto.min(applied);
     if target == 0 {
-        return Ok(0);
+        return Ok(());
     }
     let mut fo = rocksdb::FlushOptions::default();
     fo.set_wait(true);
@@ -506,8 +487,7 @@ fn delete_flushed_entries(db: &DB, upto: u64) -> Result<u64, StorageError> {
     db.flush_cfs_opt(&machine, &fo)
         .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
     db.delete_range_cf(cf(db, CF_LOG), be(0), be(target + 1))
-        .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
-    Ok(target)
+        .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
 }
 
 /// At most this many bytes of log entries go into one AppendEntries (but
@@ -1370,6 +1350,22 @@ mod tests {
         copy
     }
 
+    /// Waits until the purger has deleted the log up to `index`.
+    async fn deleted_through(db: &DB, index: u64) {
+        for _ in 0..1000 {
+            let first = db
+                .iterator_cf(cf(db, CF_LOG), IteratorMode::Start)
+                .next()
+                .and_then(|item| item.ok())
+                .and_then(|(k, _)| from_be(&k));
+            if first.is_none_or(|i| i > index) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the log was not deleted through {index} in 10 s");
+    }
+
     async fn log_indexes(db: Arc<DB>) -> Vec<u64> {
         let mut log = LogStore::new(db, 1).expect("log store");
         let entries = log.try_get_log_entries(0..100).await.expect("read the log");
@@ -1410,7 +1406,7 @@ mod tests {
         log.purge(LogId::new(CommittedLeaderId::new(1, 1), 12))
             .await
             .expect("purge");
-        log.deleted_through(10).await;
+        deleted_through(&db, 10).await;
         let crashed = crashed_copy(dir.path());
         let db = open_db(crashed.path()).expect("reopen");
         let (mut sm, store) =
