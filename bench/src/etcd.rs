@@ -136,7 +136,12 @@ impl EtcdCluster {
     }
 
     pub async fn kv(&self, i: usize) -> Result<Kv> {
-        let ch = self.endpoint(i)?.connect().await?;
+        // The same socket handling as rk's client (rk_client::coalesce),
+        // so the two are compared on equal terms on the client side.
+        let ch = self
+            .endpoint(i)?
+            .connect_with_connector(tower::service_fn(rk_client::tls::connect_tcp))
+            .await?;
         Ok(pb::kv_client::KvClient::new(ch))
     }
 

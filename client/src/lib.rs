@@ -4,8 +4,10 @@
 //! # Layout
 //! - [`config`]: the `admin.conf` file format.
 //! - [`tls`]: mutual-TLS channels and join-time CA discovery.
+//! - [`coalesce`]: fewer `writev` calls per HTTP/2 connection.
 //! - [`error`]: API errors to and from gRPC statuses.
 
+pub mod coalesce;
 pub mod config;
 pub mod error;
 pub mod join;

@@ -6,6 +6,7 @@
 //! contains a certificate with that fingerprint and the leaf verifies
 //! against it. After that every connection is ordinary mutual TLS.
 
+use crate::coalesce::DeferredFlush;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -71,7 +72,25 @@ pub fn endpoint(
 
 /// A lazily connecting channel with mutual TLS.
 pub fn channel(addr: &str, id: &TlsIdentity) -> Result<Channel, tonic::transport::Error> {
-    Ok(endpoint(addr, Some(id), &id.ca_pem)?.connect_lazy())
+    Ok(endpoint(addr, Some(id), &id.ca_pem)?.connect_with_connector_lazy(tower::service_fn(connect_tcp)))
+}
+
+/// Opens the TCP connection under a channel's TLS: no Nagle delay, and
+/// the frames of concurrent calls leave in one write (see
+/// [`crate::coalesce`]).
+pub async fn connect_tcp(
+    uri: tonic::transport::Uri,
+) -> std::io::Result<hyper_util::rt::TokioIo<DeferredFlush<tokio::net::TcpStream>>> {
+    let host = uri
+        .host()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+        .ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{uri} names no host"))
+        })?;
+    let port = uri.port_u16().unwrap_or(443);
+    let tcp = tokio::net::TcpStream::connect((host, port)).await?;
+    tcp.set_nodelay(true)?;
+    Ok(hyper_util::rt::TokioIo::new(DeferredFlush::new(tcp)))
 }
 
 #[derive(Debug, thiserror::Error)]

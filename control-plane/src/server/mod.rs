@@ -7,6 +7,8 @@ pub mod raft_svc;
 pub mod streams;
 
 use crate::replica::Replica;
+use futures::StreamExt;
+use rk_client::coalesce::DeferredFlush;
 use rk_proto::v1::api_server::ApiServer;
 use rk_proto::v1::cluster_server::ClusterServer;
 use rk_proto::v1::metrics_server::MetricsServer;
@@ -56,7 +58,11 @@ pub async fn serve(
     let cluster = ClusterServer::new(cluster::ClusterSvc { replica });
     // Small request/response messages must not wait for Nagle's algorithm
     // (40 ms with delayed ACKs): every accepted socket gets TCP_NODELAY.
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        // Responses of concurrent calls leave in one write (see
+        // rk_client::coalesce); TLS sits on top of this.
+        .map(|accepted| accepted.map(DeferredFlush::new));
     Server::builder()
         .tls_config(tls_config)?
         .tcp_nodelay(true)
