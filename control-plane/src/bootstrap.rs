@@ -42,6 +42,9 @@ pub struct Options {
     /// Test only: the CronJob and Job controllers read the time from this
     /// file instead of the system clock (see [`crate::clock::FileClock`]).
     pub test_clock_file: Option<PathBuf>,
+    /// Whether the Raft service offers AppendEntriesStream (tests turn it
+    /// off to stand for an older replica).
+    pub serve_append_stream: bool,
     /// The Job controller's delay before replacing a failed pod.
     pub job_backoff: JobBackoff,
     /// When a node counts as lost, and how long its Pods stay.
@@ -57,6 +60,7 @@ impl Default for Options {
             history_limit: 20_000,
             snapshot_every: 10_000,
             test_clock_file: None,
+            serve_append_stream: true,
             job_backoff: JobBackoff::default(),
             node_lifecycle: Default::default(),
         }
@@ -259,7 +263,13 @@ async fn start(
         key_pem,
         ca_pem: ca.cert_pem.clone(),
     };
-    let server = tokio::spawn(server::serve(replica.clone(), listener, tls, shutdown.clone()));
+    let server = tokio::spawn(server::serve(
+        replica.clone(),
+        listener,
+        tls,
+        opts.serve_append_stream,
+        shutdown.clone(),
+    ));
     let settings = crate::controllers::Settings {
         clock: crate::clock::controller_clock(opts.test_clock_file.as_deref()),
         job_backoff: opts.job_backoff,

@@ -53,6 +53,10 @@ struct Tuning {
     /// Kubernetes' 10 s; tests lower it.
     #[arg(long, hide = true, default_value_t = 10_000)]
     job_backoff_base_ms: u64,
+    /// Test only: answer AppendEntriesStream with "unimplemented", as
+    /// replicas from before it did, so leaders fall back to unary calls.
+    #[arg(long, hide = true)]
+    test_without_append_stream: bool,
     /// Seconds a node may go without renewing its Lease before it is
     /// marked unreachable (Kubernetes' kube-controller-manager flag of the
     /// same name, 40 s there). Raise it where agents can stall for seconds,
@@ -74,6 +78,7 @@ impl Tuning {
             history_limit: self.history_limit,
             snapshot_every: self.snapshot_every,
             test_clock_file: self.test_clock_file.clone(),
+            serve_append_stream: !self.test_without_append_stream,
             job_backoff: JobBackoff {
                 base: Duration::from_millis(self.job_backoff_base_ms),
                 ..JobBackoff::default()

@@ -1,5 +1,7 @@
 //! Raft traffic between replicas: openraft's RPCs serialized as JSON and
-//! carried by the `Raft` gRPC service over mutual TLS.
+//! carried by the `Raft` gRPC service over mutual TLS. AppendEntries, the
+//! one sent for every write, travels on one long-lived stream per leader
+//! and follower, so no gRPC call is set up per request.
 
 use crate::store::rocks::LogDurability;
 use crate::store::types::*;
@@ -18,6 +20,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
 /// Creates one client per target replica; channels are cached by address
@@ -94,6 +97,21 @@ pub struct Connection {
     target: NodeId,
     addr: String,
     net: Network,
+    /// The AppendEntries stream to the target, while it works. Taken out
+    /// for each request and put back only once the reply arrived, so a
+    /// call that fails or that openraft abandons (a timeout drops it)
+    /// leaves no stream whose next reply would answer the wrong request.
+    append_stream: Option<AppendStream>,
+    /// The target has no AppendEntriesStream (an older version): unary
+    /// calls from now on.
+    unary_only: bool,
+}
+
+/// One open AppendEntriesStream call: requests go out on `requests`, and
+/// each is answered on `replies` before the next is sent.
+struct AppendStream {
+    requests: mpsc::Sender<RaftBytes>,
+    replies: tonic::Streaming<RaftBytes>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -104,13 +122,84 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: node.addr.clone(),
             net: self.clone(),
+            append_stream: None,
+            unary_only: false,
         }
     }
 }
 
 type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
 
+/// A failed call as openraft sees it: an unavailable replica is
+/// unreachable (openraft backs off), anything else a network error.
+fn rpc_error<E: std::error::Error>(target: NodeId, addr: &str, st: &tonic::Status) -> RpcErr<E> {
+    let err = std::io::Error::other(format!("replica {target} ({addr}): {}", st.message()));
+    if st.code() == tonic::Code::Unavailable {
+        RPCError::Unreachable(Unreachable::new(&err))
+    } else {
+        RPCError::Network(NetworkError::new(&err))
+    }
+}
+
 impl Connection {
+    fn client(&self) -> Result<RaftClient<Channel>, tonic::transport::Error> {
+        Ok(RaftClient::new(self.net.channel(&self.addr)?)
+            .max_decoding_message_size(1 << 30)
+            .max_encoding_message_size(1 << 30))
+    }
+
+    /// Sends one AppendEntries on the stream, opening it first if none is
+    /// open. `Ok(None)`: the target does not know the stream.
+    async fn append_on_stream(
+        &mut self,
+        rpc: &AppendEntriesRequest<TypeConfig>,
+    ) -> Result<Option<AppendEntriesResponse<NodeId>>, RpcErr> {
+        let data = serde_json::to_vec(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut stream = match self.append_stream.take() {
+            Some(stream) => stream,
+            None => {
+                let mut client = self
+                    .client()
+                    .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+                let (requests, outgoing) = mpsc::channel(1);
+                match client
+                    .append_entries_stream(tokio_stream::wrappers::ReceiverStream::new(outgoing))
+                    .await
+                {
+                    Ok(replies) => AppendStream {
+                        requests,
+                        replies: replies.into_inner(),
+                    },
+                    Err(st) if st.code() == tonic::Code::Unimplemented => return Ok(None),
+                    Err(st) => return Err(rpc_error(self.target, &self.addr, &st)),
+                }
+            }
+        };
+        let closed = || {
+            let err = std::io::Error::other(format!(
+                "replica {} ({}): the AppendEntries stream closed",
+                self.target, self.addr
+            ));
+            RPCError::Unreachable(Unreachable::new(&err))
+        };
+        stream
+            .requests
+            .send(RaftBytes { data })
+            .await
+            .map_err(|_| closed())?;
+        let reply = match stream.replies.message().await {
+            Ok(Some(reply)) => reply,
+            Ok(None) => return Err(closed()),
+            Err(st) => return Err(rpc_error(self.target, &self.addr, &st)),
+        };
+        self.append_stream = Some(stream);
+        let decoded: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
+            serde_json::from_slice(&reply.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        decoded
+            .map(Some)
+            .map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e)))
+    }
+
     async fn send<Req, Resp, E>(&self, which: Rpc, req: &Req, option: &RPCOption) -> Result<Resp, RpcErr<E>>
     where
         Req: Serialize,
@@ -118,13 +207,9 @@ impl Connection {
         E: std::error::Error + DeserializeOwned,
     {
         let data = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let ch = self
-            .net
-            .channel(&self.addr)
+        let mut client = self
+            .client()
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        let mut client = RaftClient::new(ch)
-            .max_decoding_message_size(1 << 30)
-            .max_encoding_message_size(1 << 30);
         let mut request = tonic::Request::new(RaftBytes { data });
         request.set_timeout(option.hard_ttl());
         let result = match which {
@@ -132,19 +217,7 @@ impl Connection {
             Rpc::Vote => client.vote(request).await,
             Rpc::Snapshot => client.install_snapshot(request).await,
         };
-        let reply = result.map_err(|st| {
-            let err = std::io::Error::other(format!(
-                "replica {} ({}): {}",
-                self.target,
-                self.addr,
-                st.message()
-            ));
-            if st.code() == tonic::Code::Unavailable {
-                RPCError::Unreachable(Unreachable::new(&err))
-            } else {
-                RPCError::Network(NetworkError::new(&err))
-            }
-        })?;
+        let reply = result.map_err(|st| rpc_error(self.target, &self.addr, &st))?;
         let decoded: Result<Resp, RaftError<NodeId, E>> = serde_json::from_slice(&reply.into_inner().data)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         decoded.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e)))
@@ -164,6 +237,18 @@ impl RaftNetwork<TypeConfig> for Connection {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
         rpc.leader_commit = self.net.commit_to_send(rpc.leader_commit);
+        if !self.unary_only {
+            match self.append_on_stream(&rpc).await? {
+                Some(reply) => return Ok(reply),
+                None => {
+                    tracing::info!(
+                        target = self.target,
+                        "replica has no AppendEntries stream; using unary calls"
+                    );
+                    self.unary_only = true;
+                }
+            }
+        }
         self.send(Rpc::Append, &rpc, &option).await
     }
 

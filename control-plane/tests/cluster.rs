@@ -65,6 +65,32 @@ async fn writes_through_any_replica_are_read_from_every_replica() {
     let a = c.create("configmaps", &cm("r1", "x")).await.expect("create");
     let b = c.create("configmaps", &cm("r2", "x")).await.expect("create");
     assert!(rv(&b) > rv(&a));
+    // Replicas of one version replicate on the AppendEntries stream.
+    assert!(!cluster.logs().contains("replica has no AppendEntries stream"));
+}
+
+/// Replicas from before AppendEntriesStream answer it "unimplemented"; a
+/// leader then replicates to them with unary calls, so a cluster can be
+/// upgraded one replica at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaders_replicate_by_unary_calls_to_replicas_without_the_append_stream() {
+    let cluster = Cluster::start_with(3, &["--test-without-append-stream"]);
+    create_numbered(&cluster.client(), "unary", 20).await;
+    for i in 0..3 {
+        let c = cluster.client_for(i);
+        let got = c
+            .get("configmaps", "default", "unary-19")
+            .await
+            .unwrap_or_else(|e| panic!("replica {i}: {e}\n{}", cluster.logs()));
+        assert_eq!(value_of(&got), "19");
+    }
+    assert!(
+        cluster
+            .logs()
+            .contains("replica has no AppendEntries stream; using unary calls"),
+        "the leader fell back to unary calls:\n{}",
+        cluster.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,6 +31,7 @@ pub async fn serve(
     replica: Arc<Replica>,
     listener: tokio::net::TcpListener,
     tls: ServerTls,
+    serve_append_stream: bool,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let tls_config = ServerTlsConfig::new()
@@ -49,6 +50,7 @@ pub async fn serve(
     .max_encoding_message_size(256 << 20);
     let raft = RaftServer::new(raft_svc::RaftSvc {
         replica: replica.clone(),
+        serve_append_stream,
     })
     .max_decoding_message_size(1 << 30)
     .max_encoding_message_size(1 << 30);

@@ -6,21 +6,31 @@ use crate::replica::Replica;
 use crate::store::types::*;
 use rk_proto::v1::raft_server::Raft as RaftService;
 use rk_proto::v1::RaftBytes;
+use std::pin::Pin;
 use std::sync::Arc;
-use tonic::{Request, Response, Status};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
 
 pub struct RaftSvc {
     pub replica: Arc<Replica>,
+    /// Off only in tests, standing for a replica from before the stream.
+    pub serve_append_stream: bool,
 }
 
 fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, Status> {
     serde_json::from_slice(b).map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))
 }
 
-fn encode<T: serde::Serialize>(v: &T) -> Result<Response<RaftBytes>, Status> {
+fn encode_bytes<T: serde::Serialize>(v: &T) -> Result<RaftBytes, Status> {
     serde_json::to_vec(v)
-        .map(|data| Response::new(RaftBytes { data }))
+        .map(|data| RaftBytes { data })
         .map_err(|e| Status::internal(e.to_string()))
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<Response<RaftBytes>, Status> {
+    encode_bytes(v).map(Response::new)
 }
 
 #[tonic::async_trait]
@@ -38,6 +48,38 @@ impl RaftService for RaftSvc {
             .await
             .map_err(|e| Status::internal(format!("append task failed: {e}")))?;
         encode(&appended)
+    }
+
+    type AppendEntriesStreamStream = Pin<Box<dyn Stream<Item = Result<RaftBytes, Status>> + Send>>;
+
+    async fn append_entries_stream(
+        &self,
+        req: Request<Streaming<RaftBytes>>,
+    ) -> Result<Response<Self::AppendEntriesStreamStream>, Status> {
+        auth::require_replica(&req)?;
+        if !self.serve_append_stream {
+            return Err(Status::unimplemented("AppendEntriesStream is turned off"));
+        }
+        let mut requests = req.into_inner();
+        let (replies, out) = mpsc::channel(1);
+        // The appends run in a task of their own, as the unary handler's
+        // do: one the leader stops waiting for (a timeout drops its end of
+        // the stream) still finishes, and the retry finds the entries in
+        // the log.
+        let replica = self.replica.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(msg)) = requests.message().await {
+                let reply = match decode(&msg.data) {
+                    Ok(rpc) => encode_bytes(&replica.raft.append_entries(rpc).await),
+                    Err(status) => Err(status),
+                };
+                let failed = reply.is_err();
+                if replies.send(reply).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out))))
     }
 
     async fn vote(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
