@@ -170,6 +170,18 @@ mod tests {
         }
     }
 
+    /// Flushes `w`, counting how often the flush was polled.
+    async fn polls_to_flush<T: AsyncWrite + Unpin>(w: &mut DeferredFlush<T>) -> usize {
+        let mut polls = 0;
+        std::future::poll_fn(|cx| {
+            polls += 1;
+            Pin::new(&mut *w).poll_flush(cx)
+        })
+        .await
+        .unwrap();
+        polls
+    }
+
     #[tokio::test]
     async fn writes_reach_the_socket_together_at_a_flush_after_one_yield() {
         let mut w = DeferredFlush::new(CountingWriter::default());
@@ -177,27 +189,13 @@ mod tests {
         w.write_all(b"data ").await.unwrap();
         assert_eq!(w.get_ref().writes, 0, "nothing is written before a flush");
         // The first flush yields, so it takes two polls.
-        let mut polls = 0;
-        std::future::poll_fn(|cx| {
-            polls += 1;
-            Pin::new(&mut w).poll_flush(cx)
-        })
-        .await
-        .unwrap();
-        assert_eq!(polls, 2);
+        assert_eq!(polls_to_flush(&mut w).await, 2);
         w.write_all(b"trailers").await.unwrap();
         w.flush().await.unwrap();
         assert_eq!(w.get_ref().writes, 2);
         assert_eq!(w.get_ref().bytes, b"headers data trailers");
         // A flush with nothing held does not yield.
-        let mut polls = 0;
-        std::future::poll_fn(|cx| {
-            polls += 1;
-            Pin::new(&mut w).poll_flush(cx)
-        })
-        .await
-        .unwrap();
-        assert_eq!(polls, 1);
+        assert_eq!(polls_to_flush(&mut w).await, 1);
     }
 
     #[tokio::test]
