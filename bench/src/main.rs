@@ -18,6 +18,7 @@
 mod apply;
 mod etcd;
 mod footprint;
+mod phases;
 mod pods;
 mod scheduler;
 mod stats;
@@ -28,7 +29,6 @@ use clap::{Parser, Subcommand};
 use rk_testkit::Cluster;
 use serde_json::json;
 use stats::Summary;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 // The replicas' allocator, so that `rk-bench apply` measures the state
@@ -128,55 +128,24 @@ async fn rk_store(args: &StoreArgs) -> Result<StoreFigures> {
         .leader(Duration::from_secs(10))
         .await
         .context("rk leader")?;
-    let c = cluster.client_for(leader);
-    let value = payload();
-    // Warm up connections and caches.
-    for i in 0..50 {
-        c.create("configmaps", &rk_object(&format!("warm-{i}"), &value))
-            .await?;
-    }
-    let mut lat = Vec::with_capacity(args.sequential);
-    for i in 0..args.sequential {
-        let t = Instant::now();
-        c.create("configmaps", &rk_object(&format!("seq-{i}"), &value))
-            .await?;
-        lat.push(t.elapsed());
-    }
-    figs.seq = Some(Summary::of(&mut lat));
-
-    let cpu = stats::CpuMeter::start(cluster.replicas.iter().filter_map(|r| r.pid()).collect());
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let start = Instant::now();
-    let mut tasks = vec![];
-    for _ in 0..args.in_flight {
-        let c = c.clone();
-        let next = next.clone();
-        let value = value.clone();
-        let total = args.concurrent;
-        tasks.push(tokio::spawn(async move {
-            let mut lat = vec![];
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= total {
-                    return Ok::<_, rk_client::ApiError>(lat);
-                }
-                let t = Instant::now();
-                c.create("configmaps", &rk_object(&format!("conc-{i}"), &value))
-                    .await?;
-                lat.push(t.elapsed());
+    let write = |c: rk_client::Client, value: String| {
+        move |key: String| {
+            let c = c.clone();
+            let value = value.clone();
+            async move {
+                c.create("configmaps", &rk_object(&key, &value)).await?;
+                Ok(())
             }
-        }));
-    }
-    let mut all = vec![];
-    for t in tasks {
-        all.extend(t.await??);
-    }
-    let elapsed = start.elapsed();
+        }
+    };
+    let c = cluster.client_for(leader);
+    let put = write(c.clone(), payload());
+    // Warm up connections and caches.
+    phases::sequential(50, "warm", &put).await?;
+    figs.seq = Some(phases::sequential(args.sequential, "seq", &put).await?);
+    let cpu = stats::CpuMeter::start(cluster.replicas.iter().filter_map(|r| r.pid()).collect());
+    figs.conc = Some(phases::concurrent(args.concurrent, args.in_flight, put).await?);
     figs.conc_cpu_per_write = Some(cpu.per_write(args.concurrent));
-    figs.conc = Some((
-        Summary::of(&mut all),
-        args.concurrent as f64 / elapsed.as_secs_f64(),
-    ));
 
     let mut failovers = vec![];
     for k in 0..args.kills {
@@ -185,36 +154,12 @@ async fn rk_store(args: &StoreArgs) -> Result<StoreFigures> {
             .await
             .context("rk leader before kill")?;
         let survivor = (leader + 1) % 3;
-        let c = cluster.client_for(survivor);
+        let put = write(cluster.client_for(survivor), "x".into());
         // Make sure the survivor's connection is warm.
-        c.create("configmaps", &rk_object(&format!("pre-{k}"), "x"))
-            .await?;
+        put(format!("pre-{k}")).await?;
         cluster.kill(leader);
         let killed = Instant::now();
-        let mut i = 0;
-        loop {
-            i += 1;
-            let r = tokio::time::timeout(
-                Duration::from_millis(500),
-                c.create("configmaps", &rk_object(&format!("fo-{k}-{i}"), "x")),
-            )
-            .await;
-            if let Ok(Ok(_)) = r {
-                break;
-            }
-            if std::env::var_os("RK_BENCH_TRACE").is_some() {
-                match &r {
-                    Ok(Err(e)) => eprintln!("    attempt {i} at {:?}: {e}", killed.elapsed()),
-                    Err(_) => eprintln!("    attempt {i} at {:?}: no answer in 500 ms", killed.elapsed()),
-                    Ok(Ok(_)) => {}
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            if killed.elapsed() > Duration::from_secs(30) {
-                anyhow::bail!("rk did not recover from a leader kill in 30 s");
-            }
-        }
-        failovers.push(killed.elapsed());
+        failovers.push(phases::first_write_after(killed, k, "rk", &put).await?);
         let new_leader = cluster.leader(Duration::from_secs(5)).await;
         eprintln!(
             "  rk kill {k}: killed replica {leader}, first write after {:?}, new leader {new_leader:?}",
@@ -234,84 +179,28 @@ async fn etcd_store(args: &StoreArgs, tls: bool) -> Result<StoreFigures> {
     let mut cluster = etcd::EtcdCluster::start(3, tls).await?;
     let mut figs = StoreFigures::default();
     let leader = cluster.leader().await?;
-    let kv = cluster.kv(leader).await?;
-    let value = payload().into_bytes();
-    for i in 0..50 {
-        etcd::put(&kv, format!("warm-{i}"), value.clone()).await?;
-    }
-    let mut lat = Vec::with_capacity(args.sequential);
-    for i in 0..args.sequential {
-        let t = Instant::now();
-        etcd::put(&kv, format!("seq-{i}"), value.clone()).await?;
-        lat.push(t.elapsed());
-    }
-    figs.seq = Some(Summary::of(&mut lat));
-
+    let write = |kv: etcd::Kv, value: Vec<u8>| {
+        move |key: String| {
+            let kv = kv.clone();
+            let value = value.clone();
+            async move { etcd::put(&kv, key, value).await }
+        }
+    };
+    let put = write(cluster.kv(leader).await?, payload().into_bytes());
+    phases::sequential(50, "warm", &put).await?;
+    figs.seq = Some(phases::sequential(args.sequential, "seq", &put).await?);
     let cpu = stats::CpuMeter::start(cluster.pids());
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let start = Instant::now();
-    let mut tasks = vec![];
-    for _ in 0..args.in_flight {
-        let kv = kv.clone();
-        let next = next.clone();
-        let value = value.clone();
-        let total = args.concurrent;
-        tasks.push(tokio::spawn(async move {
-            let mut lat = vec![];
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= total {
-                    return Ok::<_, anyhow::Error>(lat);
-                }
-                let t = Instant::now();
-                etcd::put(&kv, format!("conc-{i}"), value.clone()).await?;
-                lat.push(t.elapsed());
-            }
-        }));
-    }
-    let mut all = vec![];
-    for t in tasks {
-        all.extend(t.await??);
-    }
-    let elapsed = start.elapsed();
+    figs.conc = Some(phases::concurrent(args.concurrent, args.in_flight, put).await?);
     figs.conc_cpu_per_write = Some(cpu.per_write(args.concurrent));
-    figs.conc = Some((
-        Summary::of(&mut all),
-        args.concurrent as f64 / elapsed.as_secs_f64(),
-    ));
 
     let mut failovers = vec![];
     for k in 0..args.kills {
         let leader = cluster.leader().await?;
         let survivor = (leader + 1) % 3;
-        let kv = cluster.kv(survivor).await?;
-        etcd::put(&kv, format!("pre-{k}"), b"x".to_vec()).await?;
+        let put = write(cluster.kv(survivor).await?, b"x".to_vec());
+        put(format!("pre-{k}")).await?;
         cluster.kill(leader);
-        let killed = Instant::now();
-        let mut i = 0;
-        loop {
-            i += 1;
-            let r = tokio::time::timeout(
-                Duration::from_millis(500),
-                etcd::put(&kv, format!("fo-{k}-{i}"), b"x".to_vec()),
-            )
-            .await;
-            if let Ok(Ok(_)) = r {
-                break;
-            }
-            if std::env::var_os("RK_BENCH_TRACE").is_some() {
-                match &r {
-                    Ok(Err(e)) => eprintln!("    attempt {i} at {:?}: {e}", killed.elapsed()),
-                    Err(_) => eprintln!("    attempt {i} at {:?}: no answer in 500 ms", killed.elapsed()),
-                    Ok(Ok(_)) => {}
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            if killed.elapsed() > Duration::from_secs(30) {
-                anyhow::bail!("etcd did not recover from a leader kill in 30 s");
-            }
-        }
-        failovers.push(killed.elapsed());
+        failovers.push(phases::first_write_after(Instant::now(), k, "etcd", &put).await?);
         cluster.restart(leader)?;
         tokio::time::sleep(Duration::from_secs(2)).await;
     }

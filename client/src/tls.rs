@@ -233,3 +233,33 @@ pub async fn discover_ca(addr: &str, fingerprint: &str) -> Result<String, Discov
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rk_proto::v1 as pb;
+
+    #[tokio::test]
+    async fn a_refused_connection_is_unavailable_and_says_so() {
+        init_crypto();
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).expect("certificate");
+        let id = TlsIdentity {
+            ca_pem: cert.cert.pem(),
+            cert_pem: cert.cert.pem(),
+            key_pem: cert.signing_key.serialize_pem(),
+        };
+        // A port that was just free: nothing listens, connecting is refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let mut api =
+            pb::api_client::ApiClient::new(channel(&format!("127.0.0.1:{port}"), &id).expect("channel"));
+        let st = api
+            .get(pb::GetRequest::default())
+            .await
+            .expect_err("nothing listens");
+        assert_eq!(st.code(), tonic::Code::Unavailable, "{st:?}");
+        assert!(st.message().contains("refused"), "{st:?}");
+    }
+}
