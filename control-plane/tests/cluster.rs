@@ -93,6 +93,29 @@ async fn leaders_replicate_by_unary_calls_to_replicas_without_the_append_stream(
     );
 }
 
+/// SIGTERM stops a follower gracefully even while the leader keeps its
+/// AppendEntries stream open: the stream ends with the server, instead of
+/// holding the graceful shutdown until the test harness kills the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_stops_on_sigterm_while_the_leader_streams_to_it() {
+    let mut cluster = Cluster::start(3);
+    create_numbered(&cluster.client(), "term", 5).await;
+    let leader = cluster
+        .leader(Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|| panic!("no leader\n{}", cluster.logs()));
+    let follower = (leader + 1) % 3;
+    let asked = std::time::Instant::now();
+    // stop() sends SIGTERM and kills the process only after 10 s.
+    cluster.replicas[follower].stop();
+    assert!(
+        asked.elapsed() < Duration::from_secs(8),
+        "the follower took {:?} to stop\n{}",
+        asked.elapsed(),
+        cluster.replicas[follower].log()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_update_is_a_conflict_and_errors_are_typed() {
     let cluster = Cluster::start(1);

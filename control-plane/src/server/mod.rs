@@ -51,6 +51,7 @@ pub async fn serve(
     let raft = RaftServer::new(raft_svc::RaftSvc {
         replica: replica.clone(),
         serve_append_stream,
+        shutdown: shutdown.clone(),
     })
     .max_decoding_message_size(1 << 30)
     .max_encoding_message_size(1 << 30);

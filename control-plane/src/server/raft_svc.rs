@@ -11,12 +11,16 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 pub struct RaftSvc {
     pub replica: Arc<Replica>,
     /// Off only in tests, standing for a replica from before the stream.
     pub serve_append_stream: bool,
+    /// Ends the AppendEntries streams: a graceful shutdown waits for every
+    /// open call, and the leader never ends these itself.
+    pub shutdown: CancellationToken,
 }
 
 fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, Status> {
@@ -67,8 +71,16 @@ impl RaftService for RaftSvc {
         // the stream) still finishes, and the retry finds the entries in
         // the log.
         let replica = self.replica.clone();
+        let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
-            while let Ok(Some(msg)) = requests.message().await {
+            loop {
+                let msg = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    msg = requests.message() => match msg {
+                        Ok(Some(msg)) => msg,
+                        Ok(None) | Err(_) => break,
+                    },
+                };
                 let reply = match decode(&msg.data) {
                     Ok(rpc) => encode_bytes(&replica.raft.append_entries(rpc).await),
                     Err(status) => Err(status),
