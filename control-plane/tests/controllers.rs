@@ -448,10 +448,11 @@ async fn a_job_completes_exactly_its_completions_and_a_failing_one_stops_at_back
     let _ = agents.await;
 }
 
-/// Every pod of `app`, terminating ones included.
-async fn all_pods_of(c: &Client, app: &str) -> Vec<Value> {
+/// Every `resource` object labelled `app={app}` in the default namespace
+/// (none while the list fails; callers poll).
+async fn labelled(c: &Client, resource: &str, app: &str) -> Vec<Value> {
     c.list(
-        "pods",
+        resource,
         &ListParams {
             namespace: Some("default".into()),
             label_selector: format!("app={app}"),
@@ -461,6 +462,11 @@ async fn all_pods_of(c: &Client, app: &str) -> Vec<Value> {
     .await
     .map(|(items, _)| items)
     .unwrap_or_default()
+}
+
+/// Every pod of `app`, terminating ones included.
+async fn all_pods_of(c: &Client, app: &str) -> Vec<Value> {
+    labelled(c, "pods", app).await
 }
 
 /// The chaos runs found Jobs losing completions when a finished pod
@@ -948,17 +954,7 @@ fn nodes_of(pods: &[Value]) -> std::collections::BTreeSet<String> {
 }
 
 async fn revisions_of(c: &Client, app: &str) -> Vec<Value> {
-    c.list(
-        "controllerrevisions.apps",
-        &ListParams {
-            namespace: Some("default".into()),
-            label_selector: format!("app={app}"),
-            ..Default::default()
-        },
-    )
-    .await
-    .map(|(items, _)| items)
-    .unwrap_or_default()
+    labelled(c, "controllerrevisions.apps", app).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

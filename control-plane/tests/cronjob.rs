@@ -46,6 +46,39 @@ impl TestClock {
     }
 }
 
+/// What every test here runs against: one replica on a test clock, one
+/// Ready node, and a fake agent that runs the pods bound to it.
+struct World {
+    clock: TestClock,
+    client: Client,
+    _cluster: Cluster,
+    stop: tokio_util::sync::CancellationToken,
+    agents: tokio::task::JoinHandle<()>,
+}
+
+impl World {
+    async fn start() -> World {
+        let clock = TestClock::new();
+        let cluster = clock.start_cluster();
+        let client = cluster.client();
+        client.create("nodes", &node("n1")).await.expect("node");
+        let stop = tokio_util::sync::CancellationToken::new();
+        let agents = fake_agents(cluster.client(), stop.clone());
+        World {
+            clock,
+            client,
+            _cluster: cluster,
+            stop,
+            agents,
+        }
+    }
+
+    async fn finish(self) {
+        self.stop.cancel();
+        let _ = self.agents.await;
+    }
+}
+
 /// How long a reconcile on the test clock takes to notice a new time
 /// (it looks every 100 ms), with a wide margin: for checking that
 /// something did *not* happen.
@@ -166,12 +199,8 @@ fn plus(t: Timestamp, secs: i64) -> Timestamp {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cronjob_fires_once_per_scheduled_time_as_the_clock_jumps() {
-    let clock = TestClock::new();
-    let cluster = clock.start_cluster();
-    let c = cluster.client();
-    c.create("nodes", &node("n1")).await.expect("node");
-    let stop = tokio_util::sync::CancellationToken::new();
-    let agents = fake_agents(cluster.client(), stop.clone());
+    let world = World::start().await;
+    let (clock, c) = (&world.clock, world.client.clone());
 
     let created = create(&c, &cronjob("every5", "*/5 * * * *", Some(0), json!({}))).await;
     let s1 = next_five_minutes(created);
@@ -197,18 +226,13 @@ async fn a_cronjob_fires_once_per_scheduled_time_as_the_clock_jumps() {
     wait_runs(&c, "every5", &[name(0), name(1), name(4)]).await;
     assert_eq!(last_schedule_time(&c, "every5").await, Some(slot(4)));
     still_runs(&c, "every5", &[name(0), name(1), name(4)]).await;
-    stop.cancel();
-    let _ = agents.await;
+    world.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forbid_skips_a_run_while_the_last_is_active_and_replace_replaces_it() {
-    let clock = TestClock::new();
-    let cluster = clock.start_cluster();
-    let c = cluster.client();
-    c.create("nodes", &node("n1")).await.expect("node");
-    let stop = tokio_util::sync::CancellationToken::new();
-    let agents = fake_agents(cluster.client(), stop.clone());
+    let world = World::start().await;
+    let (clock, c) = (&world.clock, world.client.clone());
 
     // Runs that never finish: the fake agent keeps their pods Running.
     let forbid = cronjob(
@@ -253,18 +277,13 @@ async fn forbid_skips_a_run_while_the_last_is_active_and_replace_replaces_it() {
     .expect("delete job");
     wait_runs(&c, "forbid", &[run_name("forbid", slot(1))]).await;
     assert_eq!(last_schedule_time(&c, "forbid").await, Some(slot(1)));
-    stop.cancel();
-    let _ = agents.await;
+    world.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_later_than_the_starting_deadline_is_skipped() {
-    let clock = TestClock::new();
-    let cluster = clock.start_cluster();
-    let c = cluster.client();
-    c.create("nodes", &node("n1")).await.expect("node");
-    let stop = tokio_util::sync::CancellationToken::new();
-    let agents = fake_agents(cluster.client(), stop.clone());
+    let world = World::start().await;
+    let (clock, c) = (&world.clock, world.client.clone());
 
     let cj = cronjob(
         "late",
@@ -285,18 +304,13 @@ async fn a_run_later_than_the_starting_deadline_is_skipped() {
     clock.set(plus(slot(2), 59));
     wait_runs(&c, "late", &[run_name("late", s1), run_name("late", slot(2))]).await;
     assert_eq!(last_schedule_time(&c, "late").await, Some(slot(2)));
-    stop.cancel();
-    let _ = agents.await;
+    world.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_named_time_zone_fires_at_local_time_in_winter_and_summer() {
-    let clock = TestClock::new();
-    let cluster = clock.start_cluster();
-    let c = cluster.client();
-    c.create("nodes", &node("n1")).await.expect("node");
-    let stop = tokio_util::sync::CancellationToken::new();
-    let agents = fake_agents(cluster.client(), stop.clone());
+    let world = World::start().await;
+    let (clock, c) = (&world.clock, world.client.clone());
 
     // The deadline keeps the clock's jumps of months from starting the
     // most recent missed day at once.
@@ -345,6 +359,5 @@ async fn a_named_time_zone_fires_at_local_time_in_winter_and_summer() {
     );
     let err = c.create("cronjobs.batch", &bad).await.expect_err("unknown zone");
     assert!(err.to_string().contains("spec.timeZone"), "{err}");
-    stop.cancel();
-    let _ = agents.await;
+    world.finish().await;
 }
