@@ -31,6 +31,13 @@ pub fn resource_prefix(resource: &str, namespace: Option<&str>) -> String {
 /// Read access to the committed objects.
 pub trait ObjectRead {
     fn get(&self, key: &str) -> Result<Option<Value>, String>;
+
+    /// The same, shared: a reader that already holds the object (the
+    /// state machine's view of its own apply call) hands out a handle
+    /// instead of a copy.
+    fn get_shared(&self, key: &str) -> Result<Option<Arc<Value>>, String> {
+        Ok(self.get(key)?.map(Arc::new))
+    }
 }
 
 impl ObjectRead for BTreeMap<String, Value> {
@@ -89,10 +96,10 @@ fn mark_pod_terminating(
     key: String,
     rv: &Value,
     now: &str,
-    old: Value,
+    old: Arc<Value>,
     grace: i64,
 ) -> Arc<Value> {
-    let mut obj = old.clone();
+    let mut obj = Value::clone(&old);
     let unchanged = obj["metadata"]["deletionGracePeriodSeconds"].as_i64() == Some(grace);
     if !unchanged {
         let deadline = now
@@ -169,10 +176,13 @@ pub fn apply_txn(
     Ok(Ok(fx))
 }
 
-fn lookup(read: &dyn ObjectRead, fx: &TxnEffects, key: &str) -> Result<Option<Value>, String> {
+/// The object at `key` as the transaction sees it: its own writes first.
+/// Shared, so a check that only reads (a namespace, an existence test)
+/// copies nothing; an op that changes the object copies it.
+fn lookup(read: &dyn ObjectRead, fx: &TxnEffects, key: &str) -> Result<Option<Arc<Value>>, String> {
     match fx.writes.get(key) {
-        Some(v) => Ok(v.as_deref().cloned()),
-        None => read.get(key),
+        Some(v) => Ok(v.clone()),
+        None => read.get_shared(key),
     }
 }
 
@@ -182,7 +192,7 @@ fn record(
     kind: EventKind,
     resource: &str,
     obj: Value,
-    prev: Option<Value>,
+    prev: Option<Arc<Value>>,
 ) -> Arc<Value> {
     let obj = Arc::new(obj);
     fx.writes.insert(
@@ -199,7 +209,7 @@ fn record(
         kind,
         resource: resource.to_string(),
         object: obj.clone(),
-        prev: prev.map(Arc::new),
+        prev,
     });
     obj
 }
@@ -286,7 +296,7 @@ fn apply_op(
             }
             let has_status = resources::lookup(resource).is_some_and(|k| k.has_status);
             let mut new = if *status {
-                let mut n = old.clone();
+                let mut n = Value::clone(&old);
                 match object.get("status") {
                     Some(s) => {
                         if let Some(m) = n.as_object_mut() {
@@ -406,7 +416,7 @@ fn apply_op(
                     fins.push(f.to_string());
                 }
             }
-            let mut obj = old.clone();
+            let mut obj = Value::clone(&old);
             let namespace_content =
                 resource == "namespaces" && blocking_finalizers(&old) > finalizers(&old).len();
             if fins.is_empty() && !namespace_content {
@@ -431,7 +441,7 @@ fn apply_op(
             }
             // Deleting again what is already marked changes nothing, and
             // costs no revision.
-            if obj == old {
+            if obj == *old {
                 return Ok(Ok(Arc::new(obj)));
             }
             set_meta(&mut obj, "resourceVersion", rv);
@@ -485,7 +495,7 @@ fn apply_op(
                     ),
                 )));
             }
-            let mut new = old.clone();
+            let mut new = Value::clone(&old);
             new["spec"]["nodeName"] = json!(node);
             let condition = json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": now});
             if !new["status"].is_object() {

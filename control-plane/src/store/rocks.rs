@@ -1078,21 +1078,25 @@ impl Overlay<'_> {
 
 impl ObjectRead for Overlay<'_> {
     fn get(&self, key: &str) -> Result<Option<Value>, String> {
+        Ok(self.get_shared(key)?.map(Arc::unwrap_or_clone))
+    }
+
+    fn get_shared(&self, key: &str) -> Result<Option<Arc<Value>>, String> {
         if let Some(v) = self.view.writes.get(key) {
-            return Ok(v.as_deref().cloned());
+            return Ok(v.clone());
         }
         if !objects::is_namespace_key(key) {
-            return self.read_committed(key);
+            return Ok(self.read_committed(key)?.map(Arc::new));
         }
         if let Some(v) = self.view.namespaces.borrow().get(key) {
-            return Ok(v.as_deref().cloned());
+            return Ok(v.clone());
         }
         let v = self.read_committed(key)?.map(Arc::new);
         self.view
             .namespaces
             .borrow_mut()
             .insert(key.to_string(), v.clone());
-        Ok(v.as_deref().cloned())
+        Ok(v)
     }
 }
 
