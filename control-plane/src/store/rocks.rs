@@ -358,8 +358,10 @@ fn spawn_syncer(
 /// here; anything older comes from RocksDB.
 #[derive(Default)]
 struct RecentEntries {
-    entries: std::collections::VecDeque<Entry>,
-    /// Sum of [`entry_bytes`] over `entries`.
+    /// Each entry with its size as stored in the log column family, the
+    /// size every byte budget here counts (see [`ReadBudget`]).
+    entries: std::collections::VecDeque<(Entry, usize)>,
+    /// Sum of the stored sizes of `entries`.
     bytes: usize,
 }
 
@@ -367,77 +369,85 @@ struct RecentEntries {
 /// lags further is sent entries read from RocksDB.
 const RECENT_ENTRIES_MAX_BYTES: usize = 32 << 20;
 
-/// What an entry counts for in byte budgets: its command's JSON (about
-/// what it takes on disk and on the wire) plus the envelope.
-fn entry_bytes(e: &Entry) -> usize {
-    const ENVELOPE: usize = 96;
-    match &e.payload {
-        EntryPayload::Normal(cmd) => cmd.json().len() + ENVELOPE,
-        _ => ENVELOPE,
+/// The byte limit of one log read, in stored bytes: entries are taken while
+/// the total stays within it, and the first is taken whatever its size.
+/// Both [`RecentEntries::read`] and the RocksDB path count the same way, so
+/// a read returns the same entries from either.
+struct ReadBudget {
+    max: usize,
+    used: usize,
+}
+
+impl ReadBudget {
+    fn new(max: usize) -> Self {
+        ReadBudget { max, used: 0 }
+    }
+
+    /// Whether an entry of `stored` bytes is taken after `taken` others.
+    fn admits(&mut self, stored: usize, taken: usize) -> bool {
+        self.used = self.used.saturating_add(stored);
+        taken == 0 || self.used <= self.max
     }
 }
 
 impl RecentEntries {
-    /// Adds newly appended entries, which follow the last held one. An
-    /// append that does not (the first after a restart, or after a
-    /// truncation emptied what was held) starts over from it.
-    fn push(&mut self, appended: &[Entry]) {
-        let Some(first) = appended.first() else {
+    /// Adds newly appended entries (with their stored sizes), which follow
+    /// the last held one. An append that does not (the first after a
+    /// restart, or after a truncation emptied what was held) starts over
+    /// from it.
+    fn push(&mut self, appended: Vec<(Entry, usize)>) {
+        let Some((first, _)) = appended.first() else {
             return;
         };
         if self
             .entries
             .back()
-            .is_some_and(|b| b.log_id.index + 1 != first.log_id.index)
+            .is_some_and(|(b, _)| b.log_id.index + 1 != first.log_id.index)
         {
             self.entries.clear();
             self.bytes = 0;
         }
-        for e in appended {
-            self.bytes += entry_bytes(e);
-            self.entries.push_back(e.clone());
+        for held in appended {
+            self.bytes += held.1;
+            self.entries.push_back(held);
         }
         while self.bytes > RECENT_ENTRIES_MAX_BYTES && self.entries.len() > 1 {
-            if let Some(old) = self.entries.pop_front() {
-                self.bytes -= entry_bytes(&old);
+            if let Some((_, stored)) = self.entries.pop_front() {
+                self.bytes -= stored;
             }
         }
     }
 
     /// Forgets the entries from `index` on (a truncation).
     fn truncate(&mut self, index: u64) {
-        while self.entries.back().is_some_and(|b| b.log_id.index >= index) {
-            if let Some(e) = self.entries.pop_back() {
-                self.bytes -= entry_bytes(&e);
+        while self.entries.back().is_some_and(|(b, _)| b.log_id.index >= index) {
+            if let Some((_, stored)) = self.entries.pop_back() {
+                self.bytes -= stored;
             }
         }
     }
 
     /// Forgets the entries up to `index` (a purge).
     fn purge(&mut self, index: u64) {
-        while self.entries.front().is_some_and(|f| f.log_id.index <= index) {
-            if let Some(e) = self.entries.pop_front() {
-                self.bytes -= entry_bytes(&e);
+        while self.entries.front().is_some_and(|(f, _)| f.log_id.index <= index) {
+            if let Some((_, stored)) = self.entries.pop_front() {
+                self.bytes -= stored;
             }
         }
     }
 
-    /// The entries of `[start, end)` under the same budget as
-    /// [`LogStore::read_entries`], or None when `start` is not held.
+    /// The entries of `[start, end)` within `max_bytes` (see
+    /// [`ReadBudget`]), or None when `start` is not held.
     fn read(&self, start: u64, end: u64, max_bytes: usize) -> Option<Vec<Entry>> {
-        let first = self.entries.front()?.log_id.index;
+        let first = self.entries.front()?.0.log_id.index;
         let offset = usize::try_from(start.checked_sub(first)?).ok()?;
         if offset >= self.entries.len() {
             return None;
         }
         let mut out = Vec::new();
-        let mut bytes = 0usize;
-        for e in self.entries.range(offset..) {
-            if e.log_id.index >= end {
-                break;
-            }
-            bytes = bytes.saturating_add(entry_bytes(e));
-            if !out.is_empty() && bytes > max_bytes {
+        let mut budget = ReadBudget::new(max_bytes);
+        for (e, stored) in self.entries.range(offset..) {
+            if e.log_id.index >= end || !budget.admits(*stored, out.len()) {
                 break;
             }
             out.push(e.clone());
@@ -524,7 +534,7 @@ impl LogStore {
             return Ok(held);
         }
         let mut out = Vec::new();
-        let mut bytes = 0usize;
+        let mut budget = ReadBudget::new(max_bytes);
         let it = self.db.iterator_cf(
             cf(&self.db, CF_LOG),
             IteratorMode::From(&be(start), Direction::Forward),
@@ -535,8 +545,7 @@ impl LogStore {
             if !range.contains(&idx) {
                 break;
             }
-            bytes = bytes.saturating_add(v.len());
-            if !out.is_empty() && bytes > max_bytes {
+            if !budget.admits(v.len(), out.len()) {
                 break;
             }
             out.push(serde_json::from_slice(&v).map_err(read_err)?);
@@ -618,12 +627,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut last = None;
         let mut batch = WriteBatch::default();
         let cf_log = cf(&self.db, CF_LOG);
-        let entries: Vec<Entry> = entries.into_iter().collect();
-        for e in &entries {
+        let mut appended = Vec::new();
+        for e in entries {
             own &= leading.as_ref() == Some(&e.log_id.leader_id);
             last = Some(e.log_id);
-            let bytes = serde_json::to_vec(e).map_err(write_err)?;
-            batch.put_cf(cf_log, be(e.log_id.index), bytes);
+            let bytes = serde_json::to_vec(&e).map_err(write_err)?;
+            batch.put_cf(cf_log, be(e.log_id.index), &bytes);
+            appended.push((e, bytes.len()));
         }
         // Written now (so later reads and appends see it, in order), made
         // durable by the syncer.
@@ -634,7 +644,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Held before Raft hears of the append, so every read it then asks
         // for finds them.
         if let Ok(mut recent) = self.recent.lock() {
-            recent.push(&entries);
+            recent.push(appended);
         }
         if own && last.is_some() {
             // The leader's own entries: replicate now, apply once synced.
@@ -1423,6 +1433,18 @@ mod tests {
         assert_eq!(purged.map(|l| l.index), Some(12), "as Raft sees it");
     }
 
+    /// Entries with their stored sizes, as `append` hands them to
+    /// [`RecentEntries`].
+    fn stored(entries: impl IntoIterator<Item = Entry>) -> Vec<(Entry, usize)> {
+        entries
+            .into_iter()
+            .map(|e| {
+                let len = serde_json::to_vec(&e).expect("encode").len();
+                (e, len)
+            })
+            .collect()
+    }
+
     fn indexes(entries: Option<Vec<Entry>>) -> Option<Vec<u64>> {
         entries.map(|v| v.iter().map(|e| e.log_id.index).collect())
     }
@@ -1431,7 +1453,7 @@ mod tests {
     fn the_recent_entries_answer_reads_that_start_among_them() {
         let mut recent = RecentEntries::default();
         let appended: Vec<Entry> = (5..=9).map(|i| entry(i, create(&format!("cm-{i}")))).collect();
-        recent.push(&appended);
+        recent.push(stored(appended));
         assert_eq!(indexes(recent.read(5, 10, usize::MAX)), Some(vec![5, 6, 7, 8, 9]));
         assert_eq!(indexes(recent.read(7, 9, usize::MAX)), Some(vec![7, 8]));
         assert_eq!(
@@ -1448,10 +1470,10 @@ mod tests {
         // A truncation drops the tail; the next append follows what is left.
         recent.truncate(8);
         assert_eq!(indexes(recent.read(5, 100, usize::MAX)), Some(vec![5, 6, 7]));
-        recent.push(&[entry(8, create("cm-8b"))]);
+        recent.push(stored([entry(8, create("cm-8b"))]));
         assert_eq!(indexes(recent.read(7, 100, usize::MAX)), Some(vec![7, 8]));
         // An append that does not follow starts over from it.
-        recent.push(&[entry(20, create("cm-20"))]);
+        recent.push(stored([entry(20, create("cm-20"))]));
         assert_eq!(indexes(recent.read(5, 100, usize::MAX)), None);
         assert_eq!(indexes(recent.read(20, 100, usize::MAX)), Some(vec![20]));
         recent.purge(20);
@@ -1472,13 +1494,17 @@ mod tests {
             entry(i, cmd)
         };
         for i in 1..=40 {
-            recent.push(&[big(i)]);
+            recent.push(stored([big(i)]));
         }
         assert!(recent.bytes <= RECENT_ENTRIES_MAX_BYTES);
         let held = indexes(recent.read(40, 41, usize::MAX)).expect("the newest is held");
         assert_eq!(held, vec![40]);
         assert_eq!(indexes(recent.read(1, 41, usize::MAX)), None, "the oldest went");
-        let first = recent.entries.front().map(|e| e.log_id.index).expect("some held");
+        let first = recent
+            .entries
+            .front()
+            .map(|(e, _)| e.log_id.index)
+            .expect("some held");
         assert!(first > 8, "about 32 of the 1 MiB entries fit, not {}", 41 - first);
     }
 
@@ -1493,7 +1519,10 @@ mod tests {
             db.put_cf(cf(&db, CF_LOG), be(e.log_id.index), bytes)
                 .expect("put");
         }
-        log.recent.lock().expect("lock").push(&appended[3..]);
+        log.recent
+            .lock()
+            .expect("lock")
+            .push(stored(appended[3..].to_vec()));
         // Gone from RocksDB but held: only the held entries can answer.
         db.delete_range_cf(cf(&db, CF_LOG), be(4), be(7)).expect("delete");
         let from_recent = log.read_entries(4..7, usize::MAX).expect("read");
@@ -1507,6 +1536,26 @@ mod tests {
             indexes(Some(log.read_entries(1..7, usize::MAX).expect("read"))),
             Some(vec![1, 2, 3])
         );
+    }
+
+    #[tokio::test]
+    async fn a_budgeted_read_returns_the_same_entries_from_memory_and_from_rocksdb() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = open_db(dir.path()).expect("open");
+        let held = stored((1..=6).map(|i| entry(i, create(&format!("cm-{i}")))));
+        for (e, _) in &held {
+            let bytes = serde_json::to_vec(e).expect("encode");
+            db.put_cf(cf(&db, CF_LOG), be(e.log_id.index), bytes)
+                .expect("put");
+        }
+        // Room for the first two entries and part of the third.
+        let budget = held[0].1 + held[1].1 + held[2].1 / 2;
+        let log = LogStore::new(db.clone(), 1).expect("log store");
+        let from_rocksdb = log.read_entries(1..7, budget).expect("read");
+        log.recent.lock().expect("lock").push(held);
+        let from_memory = log.read_entries(1..7, budget).expect("read");
+        assert_eq!(indexes(Some(from_rocksdb)), Some(vec![1, 2]));
+        assert_eq!(indexes(Some(from_memory)), Some(vec![1, 2]));
     }
 
     #[tokio::test]
