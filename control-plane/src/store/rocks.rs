@@ -54,6 +54,8 @@ const KEY_MEMBERSHIP: &[u8] = b"membership";
 const KEY_REVISION: &[u8] = b"revision";
 const KEY_COMPACTED: &[u8] = b"compacted";
 const KEY_NEXT_REPLICA: &[u8] = b"next_replica_id";
+/// The last snapshot: its metadata and the file its data is in
+/// ([`StoredSnapshot`]).
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
 
 /// Opens (or creates) the database under `dir`.
@@ -805,20 +807,144 @@ impl ObjectStore {
     }
 }
 
-/// The contents of a snapshot.
-#[derive(Serialize, Deserialize)]
+/// The contents of a snapshot, as the replica installing it reads them
+/// (written by [`encode_snapshot`]). Objects stay JSON text: they are
+/// stored as received.
+#[derive(Deserialize)]
 struct SnapshotData {
     revision: u64,
     compacted: u64,
     next_replica_id: u64,
-    objects: Vec<(String, Value)>,
+    objects: Vec<(String, Box<serde_json::value::RawValue>)>,
     history: Vec<RevisionEvents>,
 }
 
+/// What a snapshot records besides the objects and the history.
+struct SnapshotHeader {
+    revision: u64,
+    compacted: u64,
+    next_replica_id: u64,
+}
+
+/// The last snapshot's metadata and where its data is.
+///
+/// The data is a file of its own in [`snapshot_dir`]. Kept in RocksDB, as
+/// it was, every snapshot of a large store went through the write-ahead
+/// log and the memtable and was then flushed and compacted again and
+/// again: a third of each replica's CPU while a snapshot of 30000 objects
+/// was being stored. Replicas from before kept the data inline, as a JSON
+/// array of numbers; such a record still reads.
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta,
-    data: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data: Option<Vec<u8>>,
+}
+
+/// Where snapshot files are kept: a directory inside the database's, so
+/// that the two go together. RocksDB leaves alone what it did not create.
+fn snapshot_dir(db: &DB) -> std::path::PathBuf {
+    db.path().join("snapshots")
+}
+
+/// Writes a snapshot's data to a new file in `dir`, durably, and returns
+/// the file's name. The name is made here, not taken from the snapshot's
+/// id, which comes from another replica when a snapshot is installed.
+fn write_snapshot_file(dir: &Path, data: &[u8]) -> std::io::Result<String> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let name = format!("snapshot-{:016x}.json", rand::random::<u64>());
+    let partial = dir.join(format!("{name}.partial"));
+    let mut file = std::fs::File::create(&partial)?;
+    file.write_all(data)?;
+    file.sync_all()?;
+    std::fs::rename(&partial, dir.join(&name))?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(name)
+}
+
+/// Deletes the snapshot files other than `keep`: earlier snapshots, and
+/// files of one whose record a crash kept from being written.
+fn remove_other_snapshot_files(dir: &Path, keep: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name() != keep {
+            if let Err(e) = std::fs::remove_file(entry.path()) {
+                tracing::warn!(file = %entry.path().display(), error = %e, "could not delete an old snapshot");
+            }
+        }
+    }
+}
+
+/// Stores a snapshot's data in its own file, off the async threads, and
+/// hands the data back with the file's name.
+async fn store_snapshot_file(db: &DB, data: Vec<u8>) -> Result<(Vec<u8>, String), StorageError> {
+    let dir = snapshot_dir(db);
+    tokio::task::spawn_blocking(move || {
+        let name = write_snapshot_file(&dir, &data);
+        (data, name)
+    })
+    .await
+    .map_err(|e| snapshot_io_err(None, ErrorVerb::Write, &e))
+    .and_then(|(data, name)| match name {
+        Ok(name) => Ok((data, name)),
+        Err(e) => Err(snapshot_io_err(None, ErrorVerb::Write, &e)),
+    })
+}
+
+fn snapshot_io_err(meta: Option<&SnapshotMeta>, verb: ErrorVerb, e: &dyn std::fmt::Display) -> StorageError {
+    io_err(
+        ErrorSubject::Snapshot(meta.map(SnapshotMeta::signature)),
+        verb,
+        std::io::Error::other(e.to_string()),
+    )
+}
+
+/// A snapshot's data, in the form [`SnapshotData`] reads, from one
+/// consistent view of the database. Objects and history entries are
+/// stored as JSON already and are copied as they are: decoding and encoding
+/// them again made every snapshot of a large store cost seconds of CPU.
+fn encode_snapshot(
+    db: &DB,
+    view: &rocksdb::SnapshotWithThreadMode<'_, DB>,
+    header: &SnapshotHeader,
+) -> Result<Vec<u8>, StorageError> {
+    let mut out = format!(
+        "{{\"revision\":{},\"compacted\":{},\"next_replica_id\":{},\"objects\":[",
+        header.revision, header.compacted, header.next_replica_id
+    )
+    .into_bytes();
+    for (i, item) in view
+        .iterator_cf(cf(db, CF_OBJECTS), IteratorMode::Start)
+        .enumerate()
+    {
+        let (key, object) = item.map_err(read_err)?;
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'[');
+        serde_json::to_writer(&mut out, &*String::from_utf8_lossy(&key)).map_err(write_err)?;
+        out.push(b',');
+        out.extend_from_slice(&object);
+        out.push(b']');
+    }
+    out.extend_from_slice(b"],\"history\":[");
+    for (i, item) in view
+        .iterator_cf(cf(db, CF_HISTORY), IteratorMode::Start)
+        .enumerate()
+    {
+        let (_, revision) = item.map_err(read_err)?;
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&revision);
+    }
+    out.extend_from_slice(b"]}");
+    Ok(out)
 }
 
 /// The state machine: applies committed commands to `objects` and
@@ -874,35 +1000,6 @@ impl StateMachine {
                 log_durability,
             },
             store,
-        ))
-    }
-
-    fn snapshot_bytes(&self) -> Result<(Vec<u8>, Option<LogId>, StoredMembership), StorageError> {
-        let snap = self.db.snapshot();
-        let mut objects = Vec::new();
-        for item in snap.iterator_cf(cf(&self.db, CF_OBJECTS), IteratorMode::Start) {
-            let (k, v) = item.map_err(read_err)?;
-            objects.push((
-                String::from_utf8_lossy(&k).into_owned(),
-                serde_json::from_slice(&v).map_err(read_err)?,
-            ));
-        }
-        let mut history = Vec::new();
-        for item in snap.iterator_cf(cf(&self.db, CF_HISTORY), IteratorMode::Start) {
-            let (_, v) = item.map_err(read_err)?;
-            history.push(serde_json::from_slice(&v).map_err(read_err)?);
-        }
-        let data = SnapshotData {
-            revision: self.revision,
-            compacted: self.compacted,
-            next_replica_id: self.next_replica_id,
-            objects,
-            history,
-        };
-        Ok((
-            serde_json::to_vec(&data).map_err(write_err)?,
-            self.last_applied,
-            self.membership.clone(),
         ))
     }
 
@@ -1112,8 +1209,20 @@ impl ObjectRead for Overlay<'_> {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let (data, last_applied, membership) =
-            (self.data.clone(), self.last_applied, self.membership.clone());
+        let data = match self.encoding.take() {
+            Some(encoding) => encoding
+                .await
+                .map_err(|e| snapshot_io_err(None, ErrorVerb::Read, &e))??,
+            None => {
+                return Err(snapshot_io_err(
+                    None,
+                    ErrorVerb::Read,
+                    &"this builder already built its snapshot",
+                ))
+            }
+        };
+        let (data, file) = store_snapshot_file(&self.db, data).await?;
+        let (last_applied, membership) = (self.last_applied, self.membership.clone());
         let snapshot_id = format!(
             "{}-{}",
             last_applied.map(|l| l.index).unwrap_or(0),
@@ -1126,7 +1235,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineBuilder {
         };
         let stored = StoredSnapshot {
             meta: meta.clone(),
-            data: data.clone(),
+            file: Some(file.clone()),
+            data: None,
         };
         // openraft requires a restarted replica's commit index to reach its
         // snapshot, and the commit index is otherwise saved only with a
@@ -1146,6 +1256,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineBuilder {
         self.db
             .write(batch)
             .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+        remove_other_snapshot_files(&snapshot_dir(&self.db), &file);
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -1153,11 +1264,13 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineBuilder {
     }
 }
 
-/// A snapshot builder carries a copy of the state taken when Raft asked
-/// for it, so building does not block applying.
+/// A snapshot builder: the state as it was when Raft asked for it, being
+/// encoded on a blocking thread from a RocksDB snapshot taken then, so that
+/// applying goes on meanwhile.
 pub struct StateMachineBuilder {
     db: Arc<DB>,
-    data: Vec<u8>,
+    /// The data's encoding; taken by the one build.
+    encoding: Option<tokio::task::JoinHandle<Result<Vec<u8>, StorageError>>>,
     last_applied: Option<LogId>,
     membership: StoredMembership,
 }
@@ -1187,16 +1300,29 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        // Capturing the data here keeps the builder consistent with
-        // last_applied; failures surface when the snapshot is built.
-        let (data, last_applied, membership) = self
-            .snapshot_bytes()
-            .unwrap_or_else(|_| (Vec::new(), None, StoredMembership::default()));
+        // The RocksDB snapshot is taken before this returns, so before the
+        // next apply: the data then matches last_applied and the header.
+        // Encoding it takes a while for a large store and runs meanwhile;
+        // failures surface when the snapshot is built.
+        let header = SnapshotHeader {
+            revision: self.revision,
+            compacted: self.compacted,
+            next_replica_id: self.next_replica_id,
+        };
+        let (taken_tx, taken) = tokio::sync::oneshot::channel();
+        let db = self.db.clone();
+        let encoding = tokio::task::spawn_blocking(move || {
+            let view = db.snapshot();
+            let _ = taken_tx.send(());
+            encode_snapshot(&db, &view, &header)
+        });
+        // An error here means the task ended early; the build reports it.
+        let _ = taken.await;
         StateMachineBuilder {
             db: self.db.clone(),
-            data,
-            last_applied,
-            membership,
+            encoding: Some(encoding),
+            last_applied: self.last_applied,
+            membership: self.membership.clone(),
         }
     }
 
@@ -1218,11 +1344,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         batch.delete_range_cf(cf_objects, b"".as_slice(), [0xffu8; 8].as_slice());
         batch.delete_range_cf(cf_history, be(0), be(u64::MAX));
         for (k, v) in &data.objects {
-            batch.put_cf(
-                cf_objects,
-                k.as_bytes(),
-                serde_json::to_vec(v).map_err(write_err)?,
-            );
+            batch.put_cf(cf_objects, k.as_bytes(), v.get().as_bytes());
         }
         for rev in &data.history {
             batch.put_cf(
@@ -1241,9 +1363,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.meta_put(&mut batch, KEY_APPLIED, &self.last_applied)?;
         self.meta_put(&mut batch, KEY_MEMBERSHIP, &self.membership)?;
         self.meta_put(&mut batch, KEY_NEXT_REPLICA, &self.next_replica_id)?;
+        let (_, file) = store_snapshot_file(&self.db, bytes).await?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
-            data: bytes,
+            file: Some(file.clone()),
+            data: None,
         };
         self.meta_put(&mut batch, KEY_SNAPSHOT, &stored)?;
         let mut wo = WriteOptions::default();
@@ -1255,6 +1379,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 e,
             )
         })?;
+        remove_other_snapshot_files(&snapshot_dir(&self.db), &file);
         self.revision_tx.send_replace(self.revision);
         // Watchers connected here cannot be told what the snapshot skipped
         // over unless it is in the copied history; they re-read it from the
@@ -1266,10 +1391,32 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let stored: Option<StoredSnapshot> = get_json(&self.db, CF_META, KEY_SNAPSHOT)?;
-        Ok(stored.map(|s| Snapshot {
-            meta: s.meta,
-            snapshot: Box::new(Cursor::new(s.data)),
+        let Some(stored) = get_json::<StoredSnapshot>(&self.db, CF_META, KEY_SNAPSHOT)? else {
+            return Ok(None);
+        };
+        let data = match (stored.data, &stored.file) {
+            (Some(data), _) => data,
+            (None, Some(file)) => {
+                let path = snapshot_dir(&self.db).join(file);
+                tokio::fs::read(&path).await.map_err(|e| {
+                    snapshot_io_err(
+                        Some(&stored.meta),
+                        ErrorVerb::Read,
+                        &format!("{}: {e}", path.display()),
+                    )
+                })?
+            }
+            (None, None) => {
+                return Err(snapshot_io_err(
+                    Some(&stored.meta),
+                    ErrorVerb::Read,
+                    &"the snapshot record names no data",
+                ))
+            }
+        };
+        Ok(Some(Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(data)),
         }))
     }
 }
@@ -1764,6 +1911,105 @@ mod tests {
         assert_eq!(items.len(), 2);
         let current = sm2.get_current_snapshot().await.expect("current");
         assert_eq!(current.map(|s| s.meta.last_log_id), Some(snap.meta.last_log_id));
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_holds_the_state_its_builder_was_made_at_while_applying_goes_on() {
+        let src = tempfile::tempdir().expect("tmp");
+        let db = open_db(src.path()).expect("open");
+        let (mut sm, _) = StateMachine::open(db, 1, 1000, LogDurability::everything()).expect("sm");
+        sm.apply(vec![entry(1, create("ns-default")), entry(2, create("a"))])
+            .await
+            .expect("apply");
+        let mut builder = sm.get_snapshot_builder().await;
+        sm.apply(vec![entry(3, create("b"))]).await.expect("apply after");
+        let snap = builder.build_snapshot().await.expect("build");
+        assert_eq!(snap.meta.last_log_id.map(|l| l.index), Some(2));
+
+        let dst = tempfile::tempdir().expect("tmp");
+        let db2 = open_db(dst.path()).expect("open");
+        let (mut sm2, store2) = StateMachine::open(db2, 2, 1000, LogDurability::everything()).expect("sm");
+        sm2.install_snapshot(&snap.meta, snap.snapshot)
+            .await
+            .expect("install");
+        assert_eq!(store2.revision(), 2, "the revision of the snapshot's last entry");
+        let (items, _) = store2.list_prefix("configmaps/default/").expect("list");
+        let names: Vec<&str> = items.iter().map(|o| objects::meta_str(o, "name")).collect();
+        assert_eq!(names, ["a"], "b was applied after the builder was made");
+        let history = store2.history(0, 10).expect("history");
+        assert_eq!(
+            history.iter().map(|r| r.revision).collect::<Vec<_>>(),
+            [1, 2],
+            "the watch history comes along"
+        );
+        // The entry after the snapshot applies on top of it as it did at
+        // the source, with the same revision.
+        sm2.apply(vec![entry(3, create("b"))])
+            .await
+            .expect("apply on the installed snapshot");
+        assert_eq!(store2.revision(), 3);
+    }
+
+    #[tokio::test]
+    async fn only_the_last_snapshot_keeps_a_file_and_it_is_the_one_read_back() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = open_db(dir.path()).expect("open");
+        let (mut sm, _) = StateMachine::open(db.clone(), 1, 1000, LogDurability::everything()).expect("sm");
+        sm.apply(vec![entry(1, create("ns-default")), entry(2, create("a"))])
+            .await
+            .expect("apply");
+        let first = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+        sm.apply(vec![entry(3, create("b"))]).await.expect("apply");
+        let second = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+        let files: Vec<_> = std::fs::read_dir(snapshot_dir(&db))
+            .expect("snapshot dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(files.len(), 1, "the first snapshot's file is gone: {files:?}");
+        let current = sm
+            .get_current_snapshot()
+            .await
+            .expect("read")
+            .expect("a snapshot");
+        assert_eq!(current.meta.snapshot_id, second.meta.snapshot_id);
+        assert_ne!(current.meta.snapshot_id, first.meta.snapshot_id);
+        assert_eq!(current.snapshot.into_inner(), second.snapshot.into_inner());
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_stored_with_its_data_inline_by_an_earlier_version_still_reads() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = open_db(dir.path()).expect("open");
+        let (mut sm, _) = StateMachine::open(db.clone(), 1, 1000, LogDurability::everything()).expect("sm");
+        let meta = SnapshotMeta {
+            last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 1), 7)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: "7-1".into(),
+        };
+        let old = serde_json::json!({"meta": meta, "data": b"{}".to_vec()});
+        db.put_cf(
+            cf(&db, CF_META),
+            KEY_SNAPSHOT,
+            serde_json::to_vec(&old).expect("encode"),
+        )
+        .expect("put");
+        let current = sm
+            .get_current_snapshot()
+            .await
+            .expect("read")
+            .expect("a snapshot");
+        assert_eq!(current.meta.snapshot_id, "7-1");
+        assert_eq!(current.snapshot.into_inner(), b"{}");
     }
 
     #[tokio::test]
