@@ -193,6 +193,11 @@ pub fn taint_toleration<'a>(pod: &PodFacts<'_>, node: &'a NodeInfo) -> FilterRes
 /// `nodeSelector` labels must all be present, and one of the required node
 /// affinity terms must hold.
 pub fn node_affinity<'a>(pod: &PodFacts<'_>, node: &'a NodeInfo) -> FilterResult<'a> {
+    // Most pods ask for neither, and the labels live behind the node's
+    // box: reading them anyway cost a cache miss per node looked at.
+    if pod.node_selector.is_none() && pod.required_node_affinity.is_none() {
+        return Ok(());
+    }
     let labels = node.labels();
     if let Some(sel) = pod.node_selector {
         if !sel.iter().all(|(k, v)| labels.get(k) == Some(v)) {
