@@ -914,37 +914,46 @@ fn encode_snapshot(
     header: &SnapshotHeader,
 ) -> Result<Vec<u8>, StorageError> {
     let mut out = format!(
-        "{{\"revision\":{},\"compacted\":{},\"next_replica_id\":{},\"objects\":[",
+        "{{\"revision\":{},\"compacted\":{},\"next_replica_id\":{},\"objects\":",
         header.revision, header.compacted, header.next_replica_id
     )
     .into_bytes();
-    for (i, item) in view
-        .iterator_cf(cf(db, CF_OBJECTS), IteratorMode::Start)
-        .enumerate()
-    {
-        let (key, object) = item.map_err(read_err)?;
-        if i > 0 {
-            out.push(b',');
-        }
+    append_json_array(&mut out, db, view, CF_OBJECTS, |out, key, object| {
         out.push(b'[');
-        serde_json::to_writer(&mut out, &*String::from_utf8_lossy(&key)).map_err(write_err)?;
+        serde_json::to_writer(&mut *out, &*String::from_utf8_lossy(key)).map_err(write_err)?;
         out.push(b',');
-        out.extend_from_slice(&object);
+        out.extend_from_slice(object);
         out.push(b']');
-    }
-    out.extend_from_slice(b"],\"history\":[");
-    for (i, item) in view
-        .iterator_cf(cf(db, CF_HISTORY), IteratorMode::Start)
-        .enumerate()
-    {
-        let (_, revision) = item.map_err(read_err)?;
+        Ok(())
+    })?;
+    out.extend_from_slice(b",\"history\":");
+    append_json_array(&mut out, db, view, CF_HISTORY, |out, _, revision| {
+        out.extend_from_slice(revision);
+        Ok(())
+    })?;
+    out.push(b'}');
+    Ok(out)
+}
+
+/// Appends one JSON array to `out`: an element for each entry of column
+/// family `name` in `view`, written by `element` from its key and value.
+fn append_json_array(
+    out: &mut Vec<u8>,
+    db: &DB,
+    view: &rocksdb::SnapshotWithThreadMode<'_, DB>,
+    name: &str,
+    element: impl Fn(&mut Vec<u8>, &[u8], &[u8]) -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
+    out.push(b'[');
+    for (i, item) in view.iterator_cf(cf(db, name), IteratorMode::Start).enumerate() {
+        let (key, value) = item.map_err(read_err)?;
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(&revision);
+        element(out, &key, &value)?;
     }
-    out.extend_from_slice(b"]}");
-    Ok(out)
+    out.push(b']');
+    Ok(())
 }
 
 /// The state machine: applies committed commands to `objects` and
