@@ -1895,6 +1895,18 @@ mod tests {
         assert_eq!(tail.len() as u64, 301 - compacted);
     }
 
+    /// A second replica's state machine, on its own database, with `snap`
+    /// installed.
+    async fn installed_on_a_new_replica(snap: Snapshot) -> (tempfile::TempDir, StateMachine, ObjectStore) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = open_db(dir.path()).expect("open");
+        let (mut sm, store) = StateMachine::open(db, 2, 1000, LogDurability::everything()).expect("sm");
+        sm.install_snapshot(&snap.meta, snap.snapshot)
+            .await
+            .expect("install");
+        (dir, sm, store)
+    }
+
     #[tokio::test]
     async fn snapshot_round_trip_restores_objects_and_revision() {
         let src = tempfile::tempdir().expect("tmp");
@@ -1909,17 +1921,13 @@ mod tests {
         .expect("apply");
         let mut builder = sm.get_snapshot_builder().await;
         let snap = builder.build_snapshot().await.expect("build");
-        let dst = tempfile::tempdir().expect("tmp");
-        let db2 = open_db(dst.path()).expect("open");
-        let (mut sm2, store2) = StateMachine::open(db2, 2, 1000, LogDurability::everything()).expect("sm");
-        sm2.install_snapshot(&snap.meta, snap.snapshot)
-            .await
-            .expect("install");
+        let built = snap.meta.last_log_id;
+        let (_dst, mut sm2, store2) = installed_on_a_new_replica(snap).await;
         assert_eq!(store2.revision(), 3);
         let (items, _) = store2.list_prefix("configmaps/default/").expect("list");
         assert_eq!(items.len(), 2);
         let current = sm2.get_current_snapshot().await.expect("current");
-        assert_eq!(current.map(|s| s.meta.last_log_id), Some(snap.meta.last_log_id));
+        assert_eq!(current.map(|s| s.meta.last_log_id), Some(built));
     }
 
     #[tokio::test]
@@ -1935,12 +1943,7 @@ mod tests {
         let snap = builder.build_snapshot().await.expect("build");
         assert_eq!(snap.meta.last_log_id.map(|l| l.index), Some(2));
 
-        let dst = tempfile::tempdir().expect("tmp");
-        let db2 = open_db(dst.path()).expect("open");
-        let (mut sm2, store2) = StateMachine::open(db2, 2, 1000, LogDurability::everything()).expect("sm");
-        sm2.install_snapshot(&snap.meta, snap.snapshot)
-            .await
-            .expect("install");
+        let (_dst, mut sm2, store2) = installed_on_a_new_replica(snap).await;
         assert_eq!(store2.revision(), 2, "the revision of the snapshot's last entry");
         let (items, _) = store2.list_prefix("configmaps/default/").expect("list");
         let names: Vec<&str> = items.iter().map(|o| objects::meta_str(o, "name")).collect();
