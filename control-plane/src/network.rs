@@ -193,11 +193,20 @@ impl Connection {
             Err(st) => return Err(rpc_error(self.target, &self.addr, &st)),
         };
         self.append_stream = Some(stream);
-        let decoded: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
-            serde_json::from_slice(&reply.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        decoded
-            .map(Some)
-            .map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e)))
+        self.decode_reply(&reply.data).map(Some)
+    }
+
+    /// A reply's bytes: the target's answer, or the error it returned.
+    // The error type is the one openraft's `RaftNetwork` returns.
+    #[allow(clippy::result_large_err)]
+    fn decode_reply<Resp, E>(&self, data: &[u8]) -> Result<Resp, RpcErr<E>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let decoded: Result<Resp, RaftError<NodeId, E>> =
+            serde_json::from_slice(data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        decoded.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e)))
     }
 
     async fn send<Req, Resp, E>(&self, which: Rpc, req: &Req, option: &RPCOption) -> Result<Resp, RpcErr<E>>
@@ -218,9 +227,7 @@ impl Connection {
             Rpc::Snapshot => client.install_snapshot(request).await,
         };
         let reply = result.map_err(|st| rpc_error(self.target, &self.addr, &st))?;
-        let decoded: Result<Resp, RaftError<NodeId, E>> = serde_json::from_slice(&reply.into_inner().data)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        decoded.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e)))
+        self.decode_reply(&reply.into_inner().data)
     }
 }
 

@@ -237,9 +237,10 @@ impl Replica {
     /// The leader's port refused a connection, so its process is gone: do
     /// not wait out the election timer, start an election now, and (from
     /// `propose`) again every [`PRESS_INTERVAL_MS`] while there is no
-    /// leader, for up to twice the election timeout. Voters refuse until their own lease of
-    /// the old leader ends (openraft's `leader_lease`, the election
-    /// timeout's upper bound), so the first try after that wins. One try
+    /// leader, for up to twice the election timeout. Voters refuse until
+    /// their own lease of the old leader ends (openraft's `leader_lease`,
+    /// the election timeout's upper bound), so the first try after that
+    /// wins. One try
     /// alone, which usually failed on the lease, left the next to this
     /// replica's election timer, and when the other voter's timer fired
     /// too the vote split: failover took about 600 ms instead of 350.

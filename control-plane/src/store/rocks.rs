@@ -865,35 +865,54 @@ fn write_snapshot_file(dir: &Path, data: &[u8]) -> std::io::Result<String> {
     Ok(name)
 }
 
-/// Deletes the snapshot files other than `keep`: earlier snapshots, and
-/// files of one whose record a crash kept from being written.
-fn remove_other_snapshot_files(dir: &Path, keep: &str) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
+/// The file the snapshot record names, if there is a record.
+fn recorded_snapshot_file(db: &DB) -> Result<Option<String>, StorageError> {
+    Ok(get_json::<StoredSnapshot>(db, CF_META, KEY_SNAPSHOT)?.and_then(|s| s.file))
+}
+
+fn remove_snapshot_file(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path) {
+        tracing::warn!(file = %path.display(), error = %e, "could not delete an old snapshot");
+    }
+}
+
+/// Once a new record names `current`, deletes the file the record before
+/// it named. Only that one: a snapshot being built and one being installed
+/// can overlap, and deleting every other file could take the one the
+/// other is about to record.
+fn remove_replaced_snapshot_file(db: &DB, previous: Option<String>, current: &str) {
+    if let Some(previous) = previous.filter(|p| p != current) {
+        remove_snapshot_file(&snapshot_dir(db).join(previous));
+    }
+}
+
+/// At open, when nothing builds or installs: deletes the files no record
+/// names, left by a crash between writing a file and its record.
+fn remove_unrecorded_snapshot_files(db: &DB) -> Result<(), StorageError> {
+    let recorded = recorded_snapshot_file(db)?;
+    let Ok(entries) = std::fs::read_dir(snapshot_dir(db)) else {
+        return Ok(());
     };
     for entry in entries.flatten() {
-        if entry.file_name() != keep {
-            if let Err(e) = std::fs::remove_file(entry.path()) {
-                tracing::warn!(file = %entry.path().display(), error = %e, "could not delete an old snapshot");
-            }
+        if recorded.as_deref().is_none_or(|r| entry.file_name() != r) {
+            remove_snapshot_file(&entry.path());
         }
     }
+    Ok(())
 }
 
 /// Stores a snapshot's data in its own file, off the async threads, and
 /// hands the data back with the file's name.
 async fn store_snapshot_file(db: &DB, data: Vec<u8>) -> Result<(Vec<u8>, String), StorageError> {
     let dir = snapshot_dir(db);
-    tokio::task::spawn_blocking(move || {
+    let (data, name) = tokio::task::spawn_blocking(move || {
         let name = write_snapshot_file(&dir, &data);
         (data, name)
     })
     .await
-    .map_err(|e| snapshot_io_err(None, ErrorVerb::Write, &e))
-    .and_then(|(data, name)| match name {
-        Ok(name) => Ok((data, name)),
-        Err(e) => Err(snapshot_io_err(None, ErrorVerb::Write, &e)),
-    })
+    .map_err(|e| snapshot_io_err(None, ErrorVerb::Write, &e))?;
+    let name = name.map_err(|e| snapshot_io_err(None, ErrorVerb::Write, &e))?;
+    Ok((data, name))
 }
 
 fn snapshot_io_err(meta: Option<&SnapshotMeta>, verb: ErrorVerb, e: &dyn std::fmt::Display) -> StorageError {
@@ -987,6 +1006,7 @@ impl StateMachine {
         let next_replica_id = get_json(&db, CF_META, KEY_NEXT_REPLICA)?.unwrap_or(2);
         let last_applied = get_json::<Option<LogId>>(&db, CF_META, KEY_APPLIED)?.flatten();
         let membership = get_json(&db, CF_META, KEY_MEMBERSHIP)?.unwrap_or_default();
+        remove_unrecorded_snapshot_files(&db)?;
         let (events, _) = broadcast::channel(1024);
         let (revision_tx, revision_rx) = watch::channel(revision);
         let store = ObjectStore {
@@ -1231,6 +1251,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineBuilder {
             }
         };
         let (data, file) = store_snapshot_file(&self.db, data).await?;
+        let previous = recorded_snapshot_file(&self.db)?;
         let (last_applied, membership) = (self.last_applied, self.membership.clone());
         let snapshot_id = format!(
             "{}-{}",
@@ -1265,7 +1286,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineBuilder {
         self.db
             .write(batch)
             .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
-        remove_other_snapshot_files(&snapshot_dir(&self.db), &file);
+        remove_replaced_snapshot_file(&self.db, previous, &file);
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -1373,6 +1394,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.meta_put(&mut batch, KEY_MEMBERSHIP, &self.membership)?;
         self.meta_put(&mut batch, KEY_NEXT_REPLICA, &self.next_replica_id)?;
         let (_, file) = store_snapshot_file(&self.db, bytes).await?;
+        let previous = recorded_snapshot_file(&self.db)?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
             file: Some(file.clone()),
@@ -1388,7 +1410,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 e,
             )
         })?;
-        remove_other_snapshot_files(&snapshot_dir(&self.db), &file);
+        remove_replaced_snapshot_file(&self.db, previous, &file);
         self.revision_tx.send_replace(self.revision);
         // Watchers connected here cannot be told what the snapshot skipped
         // over unless it is in the copied history; they re-read it from the
@@ -1996,6 +2018,21 @@ mod tests {
         assert_eq!(current.meta.snapshot_id, second.meta.snapshot_id);
         assert_ne!(current.meta.snapshot_id, first.meta.snapshot_id);
         assert_eq!(current.snapshot.into_inner(), second.snapshot.into_inner());
+
+        // A file no record names (a crash came between writing it and its
+        // record) goes when the state machine next opens; the recorded one
+        // stays.
+        let stray = snapshot_dir(&db).join("snapshot-0000000000000000.json.partial");
+        std::fs::write(&stray, b"{}").expect("stray file");
+        let (mut reopened, _) =
+            StateMachine::open(db.clone(), 1, 1000, LogDurability::everything()).expect("sm");
+        assert!(!stray.exists(), "the unrecorded file is gone");
+        let current = reopened
+            .get_current_snapshot()
+            .await
+            .expect("read")
+            .expect("a snapshot");
+        assert_eq!(current.meta.snapshot_id, second.meta.snapshot_id);
     }
 
     #[tokio::test]
