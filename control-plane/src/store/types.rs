@@ -3,18 +3,20 @@
 use rk_api::{ApiError, Reason};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::io::Cursor;
 use std::sync::Arc;
 
 pub type NodeId = u64;
 
 openraft::declare_raft_types!(
     /// rk's Raft: commands are object transactions, nodes carry the
-    /// replica's address (HOST:PORT, served with TLS).
+    /// replica's address (HOST:PORT, served with TLS), and a snapshot's
+    /// data is a file, streamed to and from disk rather than held in
+    /// memory (see `store::rocks`).
     pub TypeConfig:
         D = LogCommand,
         R = CommandResult,
         Node = openraft::BasicNode,
+        SnapshotData = tokio::fs::File,
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;
@@ -421,6 +423,7 @@ mod tests {
                 D = Command,
                 R = CommandResult,
                 Node = openraft::BasicNode,
+                SnapshotData = tokio::fs::File,
         );
         let log_id = LogId::new(openraft::CommittedLeaderId::new(2, 1), 9);
         let decoded = openraft::Entry::<DecodedConfig> {
