@@ -1,5 +1,6 @@
 //! Storage: Raft log and state machine on RocksDB.
 
+pub mod background_io;
 pub mod objects;
 pub mod rocks;
 pub mod types;

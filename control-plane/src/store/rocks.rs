@@ -22,6 +22,7 @@
 // value; the helpers here return the same type rather than box and unbox it.
 #![allow(clippy::result_large_err)]
 
+use super::background_io::PacedWriter;
 use super::objects::{self, ObjectRead};
 use super::types::*;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine};
@@ -65,6 +66,10 @@ pub fn open_db(dir: &Path) -> Result<Arc<DB>, rocksdb::Error> {
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     // A small cluster store: keep memory modest.
     opts.set_max_background_jobs(2);
+    // Flushes and compactions write their files out a megabyte at a time
+    // rather than all at their end, so the log's fsyncs never queue behind
+    // a whole table file (see `background_io`).
+    opts.set_bytes_per_sync(1 << 20);
     // The state machine's writes skip the WAL (see the module comment), so
     // its column families must reach disk together or not at all: objects
     // flushed without the `last_applied` that covers them would be applied
@@ -856,7 +861,8 @@ fn snapshot_dir(db: &DB) -> std::path::PathBuf {
 /// `contents` writes through a buffer straight to the file: encoded into
 /// memory first, a snapshot of 40000 objects took 60 MB of fresh pages,
 /// and zeroing them was most of the half second of CPU each replica spent
-/// on it.
+/// on it. The file reaches the disk as it is written ([`PacedWriter`]), so
+/// that the Raft log's fsyncs meanwhile do not wait behind all of it.
 fn write_snapshot_file(
     dir: &Path,
     contents: impl FnOnce(&mut dyn std::io::Write) -> Result<(), StorageError>,
@@ -866,9 +872,9 @@ fn write_snapshot_file(
     let name = format!("snapshot-{:016x}.json", rand::random::<u64>());
     let partial = dir.join(format!("{name}.partial"));
     let file = std::fs::File::create(&partial).map_err(io)?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, PacedWriter::new(file));
     let written = contents(&mut out).and_then(|()| {
-        let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+        let file = out.into_inner().map_err(|e| io(e.into_error()))?.into_file();
         file.sync_all().map_err(io)?;
         std::fs::rename(&partial, dir.join(&name)).map_err(io)?;
         std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)
@@ -1286,7 +1292,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineBuilder {
         let file = match self.encoding.take() {
             Some(encoding) => encoding
                 .await
-                .map_err(|e| snapshot_io_err(None, ErrorVerb::Read, &e))??,
+                .map_err(|_| snapshot_io_err(None, ErrorVerb::Write, &"the snapshot thread ended early"))??,
             None => {
                 return Err(snapshot_io_err(
                     None,
@@ -1346,7 +1352,7 @@ pub struct StateMachineBuilder {
     db: Arc<DB>,
     /// The data's encoding, which ends with the file's name; taken by the
     /// one build.
-    encoding: Option<tokio::task::JoinHandle<Result<String, StorageError>>>,
+    encoding: Option<tokio::sync::oneshot::Receiver<Result<String, StorageError>>>,
     last_applied: Option<LogId>,
     membership: StoredMembership,
 }
@@ -1386,15 +1392,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             next_replica_id: self.next_replica_id,
         };
         let (taken_tx, taken) = tokio::sync::oneshot::channel();
+        let (encoding_tx, encoding) = tokio::sync::oneshot::channel();
         let db = self.db.clone();
-        let encoding = tokio::task::spawn_blocking(move || {
-            let view = db.snapshot();
-            let _ = taken_tx.send(());
-            write_snapshot_file(&snapshot_dir(&db), |out| {
-                encode_snapshot(&db, &view, &header, out)
-            })
-        });
-        // An error here means the task ended early; the build reports it.
+        let spawned = std::thread::Builder::new()
+            .name("rk-snapshot".into())
+            .spawn(move || {
+                super::background_io::lower_thread_priority();
+                let view = db.snapshot();
+                let _ = taken_tx.send(());
+                let _ = encoding_tx.send(write_snapshot_file(&snapshot_dir(&db), |out| {
+                    encode_snapshot(&db, &view, &header, out)
+                }));
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "could not start a thread to build a snapshot");
+        }
+        // An error here means the thread ended early, or never started;
+        // the build reports it.
         let _ = taken.await;
         StateMachineBuilder {
             db: self.db.clone(),
