@@ -79,6 +79,8 @@ struct Snapshot {
     nodes_with_pod_terms: Vec<usize>,
     /// Node name → its version as last seen.
     node_versions: HashMap<String, NodeVersion>,
+    /// [`Cache::changes`] of the nodes when they were last looked at.
+    node_changes_seen: u64,
     /// Pod key → what the snapshot holds for it.
     pods: HashMap<String, PodEntry>,
     /// Pods that fit nowhere, with the epoch of the attempt.
@@ -259,6 +261,13 @@ impl Snapshot {
 
     /// Brings the nodes up to date; returns whether anything changed.
     fn refresh_nodes(&mut self, cache: &Cache) -> bool {
+        // Read before the list: a change that lands in between is then
+        // looked at again in the next pass, never missed.
+        let changes = cache.changes("nodes");
+        if changes == self.node_changes_seen {
+            return false;
+        }
+        self.node_changes_seen = changes;
         let cached = cache.list("nodes", None);
         let membership_changed = cached.len() != self.nodes.len()
             || cached
@@ -775,6 +784,22 @@ mod tests {
                 Decision::Unschedulable { .. } => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_node_that_changes_between_passes_is_seen_in_the_next() {
+        let cache = Cache::default();
+        cache.replace("nodes", vec![sim_node("n1", "1")]);
+        cache.replace("pods", vec![pending_pod("a", 1), pending_pod("b", 2)]);
+        let shared = Shared::default();
+        assert_eq!(bound_names(&shared.decide(&cache, 100)), ["a"]);
+        // No node changed: b still fits nowhere.
+        assert!(bound_names(&shared.decide(&cache, 100)).is_empty());
+        // n1 grows, under the same name: b fits now, and is tried again.
+        let mut grown = sim_node("n1", "2");
+        grown["metadata"]["resourceVersion"] = json!("2");
+        cache.apply("nodes", EventKind::Modified, &Arc::new(grown));
+        assert_eq!(bound_names(&shared.decide(&cache, 100)), ["b"]);
     }
 
     #[test]
