@@ -612,11 +612,17 @@ async fn clients_without_a_cluster_certificate_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_joins_late_catches_up_from_a_snapshot() {
     // Snapshots every 50 entries, so the log the newcomer would need is
-    // long purged and it must install a snapshot over the network.
+    // long purged (openraft purges once 256 entries are behind a snapshot,
+    // here at about entry 350) and it must install a snapshot over the
+    // network. The objects are large enough (10 KB, so about 8 MB with the
+    // history) that the snapshot travels in several chunks, written into
+    // the receiving file at their offsets.
     let mut cluster = Cluster::start_with(1, &["--snapshot-every", "50"]);
     let c = cluster.client();
-    for i in 0..200 {
-        c.create("configmaps", &cm(&format!("s-{i}"), &i.to_string()))
+    let filler = "x".repeat(10_000);
+    let value = |i: usize| format!("{i}-{filler}");
+    for i in 0..400 {
+        c.create("configmaps", &cm(&format!("s-{i}"), &value(i)))
             .await
             .expect("create");
     }
@@ -635,10 +641,22 @@ async fn a_replica_that_joins_late_catches_up_from_a_snapshot() {
         .expect("linearizable list on the newcomer (waits until it has applied everything)");
     assert_eq!(
         items.len(),
-        200,
+        400,
         "the newcomer has every object\n{}",
         cluster.logs()
     );
+    assert!(
+        cluster.replicas[joined]
+            .log()
+            .contains("installed a snapshot from the leader"),
+        "the newcomer caught up from a snapshot, not from the log\n{}",
+        cluster.logs()
+    );
+    let last = fresh
+        .get("configmaps", "default", "s-399")
+        .await
+        .expect("get on the newcomer");
+    assert_eq!(value_of(&last), value(399), "objects arrive whole");
     // Its watch history starts where the snapshot's retained history does,
     // and it keeps serving new writes.
     let after = fresh
@@ -655,5 +673,5 @@ async fn a_replica_that_joins_late_catches_up_from_a_snapshot() {
         ),
         "x"
     );
-    assert!(rv(&after) > 200);
+    assert!(rv(&after) > 400);
 }

@@ -1452,6 +1452,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for (k, v) in &data.objects {
             batch.put_cf(cf_objects, k.as_bytes(), v.get().as_bytes());
         }
+        let (objects, size) = (data.objects.len(), bytes.len());
         for rev in &data.history {
             batch.put_cf(
                 cf_history,
@@ -1487,6 +1488,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             )
         })?;
         remove_replaced_snapshot_file(&self.db, previous, &file);
+        tracing::info!(
+            snapshot = %meta.snapshot_id,
+            revision = self.revision,
+            objects,
+            bytes = size,
+            "installed a snapshot from the leader"
+        );
         self.revision_tx.send_replace(self.revision);
         // Watchers connected here cannot be told what the snapshot skipped
         // over unless it is in the copied history; they re-read it from the
