@@ -67,12 +67,20 @@ impl std::fmt::Display for Report {
 /// `deploy/local/cluster` of the source tree. Cargo names the crate's
 /// directory at run time when it runs the tests; that comes first, because
 /// a build directory shared between checkouts can hand one checkout a test
-/// binary compiled in another, whose compile-time path may be gone.
+/// binary compiled in another, whose compile-time path may be gone. For the
+/// same reason a binary run by hand whose compile-time path is gone looks
+/// in the current directory, the root of a checkout.
 fn script() -> PathBuf {
-    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    crate_dir.join("../deploy/local/cluster")
+    const SCRIPT: &str = "deploy/local/cluster";
+    if let Some(dir) = std::env::var_os("CARGO_MANIFEST_DIR") {
+        return PathBuf::from(dir).join("..").join(SCRIPT);
+    }
+    let compiled = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(SCRIPT);
+    if compiled.exists() {
+        compiled
+    } else {
+        PathBuf::from(SCRIPT)
+    }
 }
 
 fn cluster(s: &Scenario, args: &[&str]) -> Result<String> {
