@@ -786,13 +786,20 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn a_node_that_changes_between_passes_is_seen_in_the_next() {
+    /// One node with one CPU and two pending 600m Pods, after the first
+    /// pass: a is bound (the binding in flight), b fits nowhere.
+    fn a_bound_and_b_waiting() -> (Cache, Shared) {
         let cache = Cache::default();
         cache.replace("nodes", vec![sim_node("n1", "1")]);
         cache.replace("pods", vec![pending_pod("a", 1), pending_pod("b", 2)]);
         let shared = Shared::default();
         assert_eq!(bound_names(&shared.decide(&cache, 100)), ["a"]);
+        (cache, shared)
+    }
+
+    #[test]
+    fn a_node_that_changes_between_passes_is_seen_in_the_next() {
+        let (cache, shared) = a_bound_and_b_waiting();
         // No node changed: b still fits nowhere.
         assert!(bound_names(&shared.decide(&cache, 100)).is_empty());
         // n1 grows, under the same name: b fits now, and is tried again.
@@ -804,12 +811,7 @@ mod tests {
 
     #[test]
     fn a_binding_in_flight_keeps_its_room_and_is_not_offered_again() {
-        let cache = Cache::default();
-        cache.replace("nodes", vec![sim_node("n1", "1")]);
-        cache.replace("pods", vec![pending_pod("a", 1), pending_pod("b", 2)]);
-        let shared = Shared::default();
-        // One CPU holds one 600m Pod: a is bound, b fits nowhere.
-        assert_eq!(bound_names(&shared.decide(&cache, 100)), ["a"]);
+        let (cache, shared) = a_bound_and_b_waiting();
         // The cache has not seen the binding yet: a is neither offered
         // again nor forgotten (b still does not fit).
         assert!(bound_names(&shared.decide(&cache, 100)).is_empty());
