@@ -1346,8 +1346,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineBuilder {
 }
 
 /// A snapshot builder: the state as it was when Raft asked for it, being
-/// encoded to a file on a blocking thread from a RocksDB snapshot taken
-/// then, so that applying goes on meanwhile.
+/// encoded to a file from a RocksDB snapshot taken then, on a thread of its
+/// own ("rk-snapshot", at a lower priority), so that applying goes on
+/// meanwhile.
 pub struct StateMachineBuilder {
     db: Arc<DB>,
     /// The data's encoding, which ends with the file's name; taken by the
