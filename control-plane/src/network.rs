@@ -1,7 +1,10 @@
 //! Raft traffic between replicas: openraft's RPCs serialized as JSON and
 //! carried by the `Raft` gRPC service over mutual TLS. AppendEntries, the
 //! one sent for every write, travels on one long-lived stream per leader
-//! and follower, so no gRPC call is set up per request.
+//! and follower, so no gRPC call is set up per request. A snapshot chunk's
+//! data travels as bytes beside its JSON (`InstallSnapshotChunk`). Each of
+//! the two falls back to the plain JSON RPC for a replica that answers
+//! "unimplemented" (an older version).
 
 use crate::store::rocks::LogDurability;
 use crate::store::types::*;
@@ -14,7 +17,7 @@ use openraft::raft::{
 use openraft::BasicNode;
 use rk_client::tls::TlsIdentity;
 use rk_proto::v1::raft_client::RaftClient;
-use rk_proto::v1::RaftBytes;
+use rk_proto::v1::{RaftBytes, SnapshotChunk};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -105,6 +108,9 @@ pub struct Connection {
     /// The target has no AppendEntriesStream (an older version): unary
     /// calls from now on.
     unary_only: bool,
+    /// The target has no InstallSnapshotChunk (an older version): snapshot
+    /// chunks go as JSON from now on.
+    snapshot_chunks_as_json: bool,
 }
 
 /// One open AppendEntriesStream call: requests go out on `requests`, and
@@ -124,6 +130,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             net: self.clone(),
             append_stream: None,
             unary_only: false,
+            snapshot_chunks_as_json: false,
         }
     }
 }
@@ -209,6 +216,38 @@ impl Connection {
         decoded.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e)))
     }
 
+    /// Sends one snapshot chunk with its data as bytes. `Ok(None)`: the
+    /// target does not know InstallSnapshotChunk.
+    async fn send_snapshot_chunk(
+        &self,
+        rpc: &InstallSnapshotRequest<TypeConfig>,
+        option: &RPCOption,
+    ) -> Result<Option<InstallSnapshotResponse<NodeId>>, RpcErr<InstallSnapshotError>> {
+        // The request without its data, which goes beside it; copying the
+        // data (a few megabytes) keeps `rpc` whole for the JSON fallback.
+        let header = InstallSnapshotRequest::<TypeConfig> {
+            vote: rpc.vote,
+            meta: rpc.meta.clone(),
+            offset: rpc.offset,
+            data: Vec::new(),
+            done: rpc.done,
+        };
+        let request = serde_json::to_vec(&header).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut client = self
+            .client()
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let mut call = tonic::Request::new(SnapshotChunk {
+            request,
+            data: rpc.data.clone(),
+        });
+        call.set_timeout(option.hard_ttl());
+        match client.install_snapshot_chunk(call).await {
+            Ok(reply) => self.decode_reply(&reply.into_inner().data).map(Some),
+            Err(st) if st.code() == tonic::Code::Unimplemented => Ok(None),
+            Err(st) => Err(rpc_error(self.target, &self.addr, &st)),
+        }
+    }
+
     async fn send<Req, Resp, E>(&self, which: Rpc, req: &Req, option: &RPCOption) -> Result<Resp, RpcErr<E>>
     where
         Req: Serialize,
@@ -264,6 +303,18 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
+        if !self.snapshot_chunks_as_json {
+            match self.send_snapshot_chunk(&rpc, &option).await? {
+                Some(reply) => return Ok(reply),
+                None => {
+                    tracing::info!(
+                        target = self.target,
+                        "replica has no InstallSnapshotChunk; sending snapshot chunks as JSON"
+                    );
+                    self.snapshot_chunks_as_json = true;
+                }
+            }
+        }
         self.send(Rpc::Snapshot, &rpc, &option).await
     }
 

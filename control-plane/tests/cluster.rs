@@ -611,13 +611,39 @@ async fn clients_without_a_cluster_certificate_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_joins_late_catches_up_from_a_snapshot() {
+    let cluster = a_late_joiner_catches_up_from_a_snapshot(&[]).await;
+    assert!(
+        !cluster.logs().contains("replica has no InstallSnapshotChunk"),
+        "replicas of one version send snapshot data as bytes"
+    );
+}
+
+/// A replica from before InstallSnapshotChunk answers it "unimplemented";
+/// a leader then sends it the snapshot's chunks as JSON, so a cluster can
+/// be upgraded one replica at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_of_an_older_version_is_sent_the_snapshot_as_json() {
+    let cluster = a_late_joiner_catches_up_from_a_snapshot(&["--test-without-append-stream"]).await;
+    assert!(
+        cluster
+            .logs()
+            .contains("replica has no InstallSnapshotChunk; sending snapshot chunks as JSON"),
+        "the leader fell back to JSON chunks:\n{}",
+        cluster.logs()
+    );
+}
+
+/// One replica writes 400 objects, then a second joins and must catch up
+/// from a snapshot; returns the two-replica cluster.
+async fn a_late_joiner_catches_up_from_a_snapshot(extra: &[&str]) -> Cluster {
     // Snapshots every 50 entries, so the log the newcomer would need is
     // long purged (openraft purges once 256 entries are behind a snapshot,
     // here at about entry 350) and it must install a snapshot over the
     // network. The objects are large enough (10 KB, so about 8 MB with the
     // history) that the snapshot travels in several chunks, written into
     // the receiving file at their offsets.
-    let mut cluster = Cluster::start_with(1, &["--snapshot-every", "50"]);
+    let args: Vec<&str> = ["--snapshot-every", "50"].iter().chain(extra).copied().collect();
+    let mut cluster = Cluster::start_with(1, &args);
     let c = cluster.client();
     let filler = "x".repeat(10_000);
     let value = |i: usize| format!("{i}-{filler}");
@@ -674,4 +700,5 @@ async fn a_replica_that_joins_late_catches_up_from_a_snapshot() {
         "x"
     );
     assert!(rv(&after) > 400);
+    cluster
 }

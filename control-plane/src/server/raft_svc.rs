@@ -5,7 +5,7 @@ use super::auth;
 use crate::replica::Replica;
 use crate::store::types::*;
 use rk_proto::v1::raft_server::Raft as RaftService;
-use rk_proto::v1::RaftBytes;
+use rk_proto::v1::{RaftBytes, SnapshotChunk};
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -16,7 +16,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 pub struct RaftSvc {
     pub replica: Arc<Replica>,
-    /// Off only in tests, standing for a replica from before the stream.
+    /// Off only in tests, standing for a replica from before the stream
+    /// (and so from before InstallSnapshotChunk).
     pub serve_append_stream: bool,
     /// Ends the AppendEntries streams: a graceful shutdown waits for every
     /// open call, and the leader never ends these itself.
@@ -103,6 +104,20 @@ impl RaftService for RaftSvc {
     async fn install_snapshot(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
         auth::require_replica(&req)?;
         let rpc = decode(&req.into_inner().data)?;
+        encode(&self.replica.raft.install_snapshot(rpc).await)
+    }
+
+    async fn install_snapshot_chunk(
+        &self,
+        req: Request<SnapshotChunk>,
+    ) -> Result<Response<RaftBytes>, Status> {
+        auth::require_replica(&req)?;
+        if !self.serve_append_stream {
+            return Err(Status::unimplemented("InstallSnapshotChunk is off (test)"));
+        }
+        let chunk = req.into_inner();
+        let mut rpc: openraft::raft::InstallSnapshotRequest<TypeConfig> = decode(&chunk.request)?;
+        rpc.data = chunk.data;
         encode(&self.replica.raft.install_snapshot(rpc).await)
     }
 
