@@ -2013,6 +2013,22 @@ mod tests {
         bytes
     }
 
+    /// The state machine's current snapshot; there must be one.
+    async fn current_snapshot(sm: &mut StateMachine) -> Snapshot {
+        sm.get_current_snapshot()
+            .await
+            .expect("read the current snapshot")
+            .expect("a current snapshot")
+    }
+
+    /// The names of the files in the snapshot directory.
+    fn snapshot_files(db: &DB) -> Vec<std::ffi::OsString> {
+        std::fs::read_dir(snapshot_dir(db))
+            .expect("snapshot dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect()
+    }
+
     /// A second replica's state machine, on its own database, with `snap`
     /// installed the way a transfer installs it: written into the file
     /// `begin_receiving_snapshot` gives, in chunks that arrive out of
@@ -2034,16 +2050,9 @@ mod tests {
         receiving.seek(std::io::SeekFrom::Start(0)).await.expect("seek");
         receiving.write_all(&bytes[..half]).await.expect("write");
         sm.install_snapshot(&snap.meta, receiving).await.expect("install");
-        let current = sm
-            .get_current_snapshot()
-            .await
-            .expect("read")
-            .expect("the installed snapshot is current");
+        let current = current_snapshot(&mut sm).await;
         assert_eq!(snapshot_bytes(current.snapshot).await, bytes);
-        let files: Vec<_> = std::fs::read_dir(snapshot_dir(&db))
-            .expect("snapshot dir")
-            .map(|e| e.expect("entry").file_name())
-            .collect();
+        let files = snapshot_files(&db);
         assert_eq!(files.len(), 1, "only the installed snapshot's file: {files:?}");
         (dir, sm, store)
     }
@@ -2067,8 +2076,7 @@ mod tests {
         assert_eq!(store2.revision(), 3);
         let (items, _) = store2.list_prefix("configmaps/default/").expect("list");
         assert_eq!(items.len(), 2);
-        let current = sm2.get_current_snapshot().await.expect("current");
-        assert_eq!(current.map(|s| s.meta.last_log_id), Some(built));
+        assert_eq!(current_snapshot(&mut sm2).await.meta.last_log_id, built);
     }
 
     #[tokio::test]
@@ -2124,16 +2132,9 @@ mod tests {
             .build_snapshot()
             .await
             .expect("build");
-        let files: Vec<_> = std::fs::read_dir(snapshot_dir(&db))
-            .expect("snapshot dir")
-            .map(|e| e.expect("entry").file_name())
-            .collect();
+        let files = snapshot_files(&db);
         assert_eq!(files.len(), 1, "the first snapshot's file is gone: {files:?}");
-        let current = sm
-            .get_current_snapshot()
-            .await
-            .expect("read")
-            .expect("a snapshot");
+        let current = current_snapshot(&mut sm).await;
         assert_eq!(current.meta.snapshot_id, second.meta.snapshot_id);
         assert_ne!(current.meta.snapshot_id, first.meta.snapshot_id);
         assert_eq!(
@@ -2149,11 +2150,7 @@ mod tests {
         let (mut reopened, _) =
             StateMachine::open(db.clone(), 1, 1000, LogDurability::everything()).expect("sm");
         assert!(!stray.exists(), "the unrecorded file is gone");
-        let current = reopened
-            .get_current_snapshot()
-            .await
-            .expect("read")
-            .expect("a snapshot");
+        let current = current_snapshot(&mut reopened).await;
         assert_eq!(current.meta.snapshot_id, second.meta.snapshot_id);
     }
 
@@ -2174,11 +2171,7 @@ mod tests {
             serde_json::to_vec(&old).expect("encode"),
         )
         .expect("put");
-        let current = sm
-            .get_current_snapshot()
-            .await
-            .expect("read")
-            .expect("a snapshot");
+        let current = current_snapshot(&mut sm).await;
         assert_eq!(current.meta.snapshot_id, "7-1");
         assert_eq!(snapshot_bytes(current.snapshot).await, b"{}");
     }
