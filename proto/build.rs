@@ -8,6 +8,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         unsafe { std::env::set_var("PROTOC", protoc) };
     }
     println!("cargo:rerun-if-changed=proto/rk.proto");
-    tonic_prost_build::configure().compile_protos(&["proto/rk.proto"], &["proto"])?;
+    tonic_prost_build::configure()
+        // A snapshot chunk's data as `Bytes`: the sender keeps a handle on
+        // it (to resend as JSON to a replica that lacks the RPC) without
+        // copying megabytes for every chunk.
+        .bytes(".rk.v1.SnapshotChunk.data")
+        .compile_protos(&["proto/rk.proto"], &["proto"])?;
     Ok(())
 }

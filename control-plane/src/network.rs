@@ -216,30 +216,20 @@ impl Connection {
         decoded.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e)))
     }
 
-    /// Sends one snapshot chunk with its data as bytes. `Ok(None)`: the
-    /// target does not know InstallSnapshotChunk.
+    /// Sends one snapshot chunk: `header` is the request with its data
+    /// taken out, and `data` goes beside it. `Ok(None)`: the target does
+    /// not know InstallSnapshotChunk.
     async fn send_snapshot_chunk(
         &self,
-        rpc: &InstallSnapshotRequest<TypeConfig>,
+        header: &InstallSnapshotRequest<TypeConfig>,
+        data: rk_proto::bytes::Bytes,
         option: &RPCOption,
     ) -> Result<Option<InstallSnapshotResponse<NodeId>>, RpcErr<InstallSnapshotError>> {
-        // The request without its data, which goes beside it; copying the
-        // data (a few megabytes) keeps `rpc` whole for the JSON fallback.
-        let header = InstallSnapshotRequest::<TypeConfig> {
-            vote: rpc.vote,
-            meta: rpc.meta.clone(),
-            offset: rpc.offset,
-            data: Vec::new(),
-            done: rpc.done,
-        };
-        let request = serde_json::to_vec(&header).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let request = serde_json::to_vec(header).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut client = self
             .client()
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        let mut call = tonic::Request::new(SnapshotChunk {
-            request,
-            data: rpc.data.clone(),
-        });
+        let mut call = tonic::Request::new(SnapshotChunk { request, data });
         call.set_timeout(option.hard_ttl());
         match client.install_snapshot_chunk(call).await {
             Ok(reply) => self.decode_reply(&reply.into_inner().data).map(Some),
@@ -300,13 +290,18 @@ impl RaftNetwork<TypeConfig> for Connection {
 
     async fn install_snapshot(
         &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
+        mut rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
         if !self.snapshot_chunks_as_json {
-            match self.send_snapshot_chunk(&rpc, &option).await? {
+            let data = rk_proto::bytes::Bytes::from(std::mem::take(&mut rpc.data));
+            match self.send_snapshot_chunk(&rpc, data.clone(), &option).await? {
                 Some(reply) => return Ok(reply),
                 None => {
+                    // With the call over this handle is normally the
+                    // data's only one, and then gives its buffer back
+                    // without a copy.
+                    rpc.data = data.into();
                     tracing::info!(
                         target = self.target,
                         "replica has no InstallSnapshotChunk; sending snapshot chunks as JSON"

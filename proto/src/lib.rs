@@ -9,3 +9,7 @@
 pub mod v1 {
     tonic::include_proto!("rk.v1");
 }
+
+/// The `Bytes` type of `bytes` fields configured as such in `build.rs`
+/// (`SnapshotChunk.data`), for callers that build those messages.
+pub use prost::bytes;

@@ -117,7 +117,7 @@ impl RaftService for RaftSvc {
         }
         let chunk = req.into_inner();
         let mut rpc: openraft::raft::InstallSnapshotRequest<TypeConfig> = decode(&chunk.request)?;
-        rpc.data = chunk.data;
+        rpc.data = chunk.data.into();
         encode(&self.replica.raft.install_snapshot(rpc).await)
     }
 
