@@ -13,6 +13,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // it (to resend as JSON to a replica that lacks the RPC) without
         // copying megabytes for every chunk.
         .bytes(".rk.v1.SnapshotChunk.data")
+        // Raft messages as `Bytes` too: a follower decodes an AppendEntries
+        // of many MiB from the received buffer itself, not from a copy.
+        .bytes(".rk.v1.RaftBytes.data")
         .compile_protos(&["proto/rk.proto"], &["proto"])?;
     Ok(())
 }

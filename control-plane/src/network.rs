@@ -161,7 +161,7 @@ impl Connection {
         &mut self,
         rpc: &AppendEntriesRequest<TypeConfig>,
     ) -> Result<Option<AppendEntriesResponse<NodeId>>, RpcErr> {
-        let data = serde_json::to_vec(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let data = encode_entries(rpc, &rpc.entries).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut stream = match self.append_stream.take() {
             Some(stream) => stream,
             None => {
@@ -191,7 +191,7 @@ impl Connection {
         };
         stream
             .requests
-            .send(RaftBytes { data })
+            .send(RaftBytes { data: data.into() })
             .await
             .map_err(|_| closed())?;
         let reply = match stream.replies.message().await {
@@ -248,7 +248,7 @@ impl Connection {
         let mut client = self
             .client()
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        let mut request = tonic::Request::new(RaftBytes { data });
+        let mut request = tonic::Request::new(RaftBytes { data: data.into() });
         request.set_timeout(option.hard_ttl());
         let result = match which {
             Rpc::Append => client.append_entries(request).await,

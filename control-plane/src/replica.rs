@@ -278,7 +278,7 @@ impl Replica {
         addr: &str,
         cmd: &LogCommand,
     ) -> Result<Result<Applied, ApiError>, tonic::Status> {
-        let data = cmd.json().as_bytes().to_vec();
+        let data = rk_proto::bytes::Bytes::copy_from_slice(cmd.json().as_bytes());
         let ch = self
             .net
             .channel(addr)
@@ -345,7 +345,7 @@ impl Replica {
             .channel(addr)
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         let reply = RaftClient::new(ch)
-            .read_index(RaftBytes { data: vec![] })
+            .read_index(RaftBytes::default())
             .await?
             .into_inner();
         serde_json::from_slice(&reply.data).map_err(|e| tonic::Status::internal(e.to_string()))

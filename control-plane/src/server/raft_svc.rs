@@ -30,7 +30,7 @@ fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, Status> {
 
 fn encode_bytes<T: serde::Serialize>(v: &T) -> Result<RaftBytes, Status> {
     serde_json::to_vec(v)
-        .map(|data| RaftBytes { data })
+        .map(|data| RaftBytes { data: data.into() })
         .map_err(|e| Status::internal(e.to_string()))
 }
 

@@ -2,5 +2,6 @@
 
 pub mod background_io;
 pub mod objects;
+pub mod recent;
 pub mod rocks;
 pub mod types;

@@ -24,6 +24,7 @@
 
 use super::background_io::PacedWriter;
 use super::objects::{self, ObjectRead};
+use super::recent::{RecentObjects, Written};
 use super::types::*;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine};
 use openraft::{
@@ -371,6 +372,11 @@ struct RecentEntries {
     bytes: usize,
 }
 
+/// The encoded bytes of one generation of [`RecentObjects`]: the state
+/// machine keeps up to twice this many of its last writes decoded. The
+/// scheduler benchmark binds Pods a few MiB of writes after creating them.
+const RECENT_OBJECTS_BYTES: usize = 8 << 20;
+
 /// How much of the log [`RecentEntries`] holds at most. A follower that
 /// lags further is sent entries read from RocksDB.
 const RECENT_ENTRIES_MAX_BYTES: usize = 32 << 20;
@@ -637,7 +643,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for e in entries {
             own &= leading.as_ref() == Some(&e.log_id.leader_id);
             last = Some(e.log_id);
-            let bytes = serde_json::to_vec(&e).map_err(write_err)?;
+            let bytes = encode_entries(&e, std::slice::from_ref(&e)).map_err(write_err)?;
             batch.put_cf(cf_log, be(e.log_id.index), &bytes);
             appended.push((e, bytes.len()));
         }
@@ -1043,6 +1049,8 @@ pub struct StateMachine {
     replica_id: u64,
     /// No entry is applied before the local log has it on disk.
     log_durability: LogDurability,
+    /// The objects of the last writes, decoded (see [`RecentObjects`]).
+    recent: RecentObjects,
 }
 
 impl StateMachine {
@@ -1078,6 +1086,7 @@ impl StateMachine {
                 history_limit: history_limit.max(100),
                 replica_id,
                 log_durability,
+                recent: RecentObjects::new(RECENT_OBJECTS_BYTES),
             },
             store,
         ))
@@ -1113,7 +1122,11 @@ impl StateMachine {
             }
             Command::Txn(txn) => {
                 let next = self.revision + 1;
-                let overlay = Overlay { db: &self.db, view };
+                let overlay = Overlay {
+                    db: &self.db,
+                    view,
+                    recent: &self.recent,
+                };
                 let outcome = objects::apply_txn(&overlay, next, txn)
                     .map_err(|e| StorageIOError::apply(log_id, AnyError::error(e)))?;
                 match outcome {
@@ -1128,15 +1141,20 @@ impl StateMachine {
                         let mut encoded: HashMap<*const Value, Vec<u8>> =
                             HashMap::with_capacity(fx.writes.len());
                         for (k, v) in fx.writes {
-                            match &v {
+                            let encoded_len = match &v {
                                 Some(obj) => {
                                     let json = serde_json::to_vec(obj).map_err(write_err)?;
                                     batch.put_cf(cf_objects, k.as_bytes(), &json);
+                                    let len = json.len();
                                     encoded.insert(Arc::as_ptr(obj), json);
+                                    len
                                 }
-                                None => batch.delete_cf(cf_objects, k.as_bytes()),
-                            }
-                            view.writes.insert(k, v);
+                                None => {
+                                    batch.delete_cf(cf_objects, k.as_bytes());
+                                    0
+                                }
+                            };
+                            view.writes.insert(k, (v, encoded_len));
                         }
                         let rev_events = RevisionEvents {
                             revision: next,
@@ -1215,6 +1233,10 @@ impl StateMachine {
         self.db
             .write_opt(batch, &wo)
             .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
+        // Only now: what the memory holds is always what RocksDB holds.
+        for (key, (object, encoded_len)) in view.writes {
+            self.recent.remember(key, object, encoded_len);
+        }
         self.revision_tx.send_replace(self.revision);
         if !revisions.is_empty() {
             // No receivers is fine: nobody is watching.
@@ -1236,9 +1258,9 @@ impl StateMachine {
 /// What one apply call has seen so far.
 #[derive(Default)]
 struct CallView {
-    /// Its own writes, not yet in RocksDB: later entries of the call read
-    /// them there.
-    writes: HashMap<String, Option<Arc<Value>>>,
+    /// Its own writes, not yet in RocksDB, with the size of their
+    /// encoding: later entries of the call read them here.
+    writes: HashMap<String, (Written, usize)>,
     /// The namespaces it read from RocksDB. Every namespaced create reads
     /// its namespace, so an entry of 2048 creates decodes it once. RocksDB
     /// does not change during the call (its batch is written at the end),
@@ -1251,6 +1273,8 @@ struct CallView {
 struct Overlay<'a> {
     db: &'a DB,
     view: &'a CallView,
+    /// What the calls before this one wrote last; RocksDB holds the same.
+    recent: &'a RecentObjects,
 }
 
 impl Overlay<'_> {
@@ -1269,8 +1293,11 @@ impl ObjectRead for Overlay<'_> {
     }
 
     fn get_shared(&self, key: &str) -> Result<Option<Arc<Value>>, String> {
-        if let Some(v) = self.view.writes.get(key) {
+        if let Some((v, _)) = self.view.writes.get(key) {
             return Ok(v.clone());
+        }
+        if let Some(v) = self.recent.get(key) {
+            return Ok(v);
         }
         if !objects::is_namespace_key(key) {
             return Ok(self.read_committed(key)?.map(Arc::new));
@@ -1488,6 +1515,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 e,
             )
         })?;
+        self.recent.clear();
         remove_replaced_snapshot_file(&self.db, previous, &file);
         tracing::info!(
             snapshot = %meta.snapshot_id,
@@ -1978,6 +2006,78 @@ mod tests {
             .expect_err("no create in a deleted namespace");
         assert_eq!(refused.reason, "NotFound", "{refused:?}");
         assert!(store.get("configmaps/default/b").expect("read").is_none());
+    }
+
+    fn delete(name: &str) -> Command {
+        Command::Txn(Txn {
+            now: "2026-11-27T00:00:00Z".into(),
+            ops: vec![Op::Delete {
+                resource: "configmaps".into(),
+                namespace: "default".into(),
+                name: name.into(),
+                expected_rv: None,
+                expected_uid: None,
+                propagation: None,
+                grace_period_seconds: None,
+            }],
+        })
+    }
+
+    /// The reason of the one outcome of the one entry `sm` applies, or
+    /// "Ok".
+    async fn outcome(sm: &mut StateMachine, index: u64, cmd: Command) -> String {
+        let res = sm.apply(vec![entry(index, cmd)]).await.expect("apply");
+        match &res[0].outcomes[0] {
+            Ok(_) => "Ok".into(),
+            Err(e) => e.reason.clone(),
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_of_earlier_apply_calls_are_read_back_as_committed() {
+        let (_dir, mut sm, store) = machine_with_default_namespace().await;
+        // Each call reads what the one before wrote (the state machine's
+        // memory of its last writes, or RocksDB): present, then deleted.
+        assert_eq!(outcome(&mut sm, 2, create("a")).await, "Ok");
+        assert_eq!(outcome(&mut sm, 3, create("a")).await, "AlreadyExists");
+        assert_eq!(outcome(&mut sm, 4, delete("a")).await, "Ok");
+        assert_eq!(outcome(&mut sm, 5, delete("a")).await, "NotFound");
+        assert_eq!(outcome(&mut sm, 6, create("a")).await, "Ok");
+        // Revisions 1 (the namespace), 2 (create), 3 (delete), 4 (create):
+        // the refused writes took none.
+        let stored = store.get("configmaps/default/a").expect("read").expect("a");
+        assert_eq!(stored["metadata"]["resourceVersion"], "4");
+    }
+
+    #[tokio::test]
+    async fn an_installed_snapshot_replaces_what_the_state_machine_remembered() {
+        use tokio::io::AsyncWriteExt;
+        // The leader's state: `b` only.
+        let src = tempfile::tempdir().expect("tmp");
+        let db = open_db(src.path()).expect("open");
+        let (mut leader, _) = StateMachine::open(db, 1, 1000, LogDurability::everything()).expect("sm");
+        leader
+            .apply(vec![entry(1, create("ns-default")), entry(2, create("b"))])
+            .await
+            .expect("apply");
+        let snap = leader
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+        // A replica that wrote `a` (which the leader's log no longer has)
+        // and remembers it, then is sent the snapshot.
+        let (_dir, mut sm, store) = machine_with_default_namespace().await;
+        assert_eq!(outcome(&mut sm, 2, create("a")).await, "Ok");
+        let bytes = snapshot_bytes(snap.snapshot).await;
+        let mut receiving = sm.begin_receiving_snapshot().await.expect("receive");
+        receiving.write_all(&bytes).await.expect("write");
+        sm.install_snapshot(&snap.meta, receiving).await.expect("install");
+        assert!(store.get("configmaps/default/a").expect("read").is_none());
+        // Applying goes on from the snapshot: `a` is free, `b` is taken.
+        assert_eq!(outcome(&mut sm, 3, create("a")).await, "Ok");
+        assert_eq!(outcome(&mut sm, 4, create("b")).await, "AlreadyExists");
     }
 
     #[tokio::test]

@@ -71,6 +71,24 @@ impl LogCommand {
     }
 }
 
+/// Encodes `entries` (a log entry or a message carrying some) into a buffer
+/// sized for them up front. A message of many MiB encoded into a growing
+/// buffer is copied a dozen times, each time into freshly faulted pages.
+pub fn encode_entries<T: Serialize>(value: &T, entries: &[Entry]) -> serde_json::Result<Vec<u8>> {
+    let size = entries.iter().map(entry_size_hint).sum::<usize>() + 256;
+    let mut out = Vec::with_capacity(size);
+    serde_json::to_writer(&mut out, value)?;
+    Ok(out)
+}
+
+/// About the size of `entry` encoded: its command's text and the frame.
+pub fn entry_size_hint(entry: &Entry) -> usize {
+    match &entry.payload {
+        openraft::EntryPayload::Normal(cmd) => cmd.json().len() + 128,
+        _ => 512,
+    }
+}
+
 impl std::fmt::Debug for LogCommand {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Log lines name the entry, not its objects.
