@@ -358,6 +358,16 @@ fn print_scheduler_figures(f: &scheduler::SchedulerFigures, args: &scheduler::Sc
         "  {:.0} pods/s (first create → last binding: {:.2} s, of which creating the Pods {:.2} s); target >= 5000 pods/s (kube-scheduler CI floor at 5000 nodes: 680-810)",
         f.pods_per_second, f.total_seconds, f.create_seconds
     );
+    match f.events_lag_seconds {
+        Some(lag) => println!(
+            "  all {} \"Scheduled\" Events were in the store {lag:.2} s after the last binding",
+            f.scheduled_events
+        ),
+        None => println!(
+            "  only {} of {} \"Scheduled\" Events were in the store 60 s after the last binding",
+            f.scheduled_events, f.pods
+        ),
+    }
 }
 
 /// Every benchmark, each section's details as it finishes, then one table.

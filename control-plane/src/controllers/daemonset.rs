@@ -238,7 +238,7 @@ impl Reconciler for DaemonSetController {
                     .await,
             )?;
             if gone.is_some() {
-                record_pod_deleted(&ctx.writer, &obj, name, COMPONENT).await;
+                record_pod_deleted(&ctx.events, &obj, name, COMPONENT);
             }
         }
         for name in &p.force_delete {
@@ -250,7 +250,7 @@ impl Reconciler for DaemonSetController {
         for node in &p.create {
             let pod = to_json(&pod_for_node(&ds, node, &history.hash));
             let created = ctx.writer.create("pods", &pod).await?;
-            record_pod_created(&ctx.writer, &obj, &created, COMPONENT).await;
+            record_pod_created(&ctx.events, &obj, &created, COMPONENT);
         }
         for name in &history.delete {
             let rev_uid = ctx

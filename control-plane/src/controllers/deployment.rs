@@ -7,7 +7,7 @@
 use super::runtime::{
     controller_owner_key, key_of, split_key, Action, Cache, Change, Ctx, ReconcileError, Reconciler,
 };
-use super::{now, record_event, to_json, typed};
+use super::{now, to_json, typed};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use rk_api::Reason;
 use rk_controllers::deployment::{
@@ -46,16 +46,9 @@ fn synced(rs: &ReplicaSet) -> bool {
 
 /// Records the "ScalingReplicaSet" Event Kubernetes gives a Deployment
 /// whenever one of its ReplicaSets is created or resized.
-async fn record_scaling(ctx: &Ctx, deployment: &Value, message: &str) {
-    record_event(
-        &ctx.writer,
-        deployment,
-        "Normal",
-        "ScalingReplicaSet",
-        message,
-        COMPONENT,
-    )
-    .await;
+fn record_scaling(ctx: &Ctx, deployment: &Value, message: &str) {
+    ctx.events
+        .record(deployment, "Normal", "ScalingReplicaSet", message, COMPONENT);
 }
 
 impl Reconciler for DeploymentController {
@@ -109,7 +102,7 @@ impl Reconciler for DeploymentController {
             match ctx.writer.create(RS, &to_json(&rs)).await {
                 Ok(_) => {
                     let name = rs.metadata.name.as_deref().unwrap_or_default();
-                    record_scaling(ctx, &obj, &format!("Scaled up replica set {name} to {replicas}")).await;
+                    record_scaling(ctx, &obj, &format!("Scaled up replica set {name} to {replicas}"));
                 }
                 // Someone (an earlier attempt) made it already: look again.
                 Err(e) if e.reason == Reason::AlreadyExists => {
@@ -133,7 +126,7 @@ impl Reconciler for DeploymentController {
                 if after != before {
                     let direction = if after > before { "up" } else { "down" };
                     let message = format!("Scaled {direction} replica set {name} to {after} from {before}");
-                    record_scaling(ctx, &obj, &message).await;
+                    record_scaling(ctx, &obj, &message);
                 }
             }
         }

@@ -9,7 +9,7 @@ use super::runtime::{
     controlled_by, controller_owner_key, key_of, split_key, Action, Cache, Change, Ctx, ReconcileError,
     Reconciler,
 };
-use super::{record_event, record_pod_created, to_json, typed};
+use super::{record_pod_created, to_json, typed};
 use crate::clock::SharedClock;
 use crate::store::objects::{meta_str, resource_version};
 use crate::store::types::Op;
@@ -249,12 +249,12 @@ impl Reconciler for JobController {
         if ops.len() > 1 || matches!(ops.first(), Some(Op::Update { .. })) {
             let written = ctx.writer.txn(ops).await?;
             for pod in written.iter().skip(first_create).take(created) {
-                record_pod_created(&ctx.writer, &obj, pod, COMPONENT).await;
+                record_pod_created(&ctx.events, &obj, pod, COMPONENT);
             }
             // Reported once: when this write is the one that ends the Job.
             if p.finished && finished_condition(&job).is_none() {
                 if let Some((etype, reason, message)) = ending_event(&p.status) {
-                    record_event(&ctx.writer, &obj, etype, reason, &message, COMPONENT).await;
+                    ctx.events.record(&obj, etype, reason, &message, COMPONENT);
                 }
             }
         }

@@ -9,6 +9,7 @@
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod events;
 pub mod gc;
 pub mod job;
 pub mod nodelifecycle;
@@ -18,6 +19,7 @@ pub mod scheduler;
 
 use crate::clock::SharedClock;
 use crate::replica::Replica;
+use events::EventRecorder;
 use rk_controllers::job::JobBackoff;
 use runtime::{run_controller, Ctx, Informer, Writer};
 use serde_json::{json, Value};
@@ -87,38 +89,21 @@ pub fn set_condition(obj: &mut Value, ctype: &str, status: &str, reason: &str, m
     true
 }
 
-/// Records a Kubernetes Event about `object` (best effort: an Event that
-/// cannot be written is logged, never fatal to the decision it reports).
-pub async fn record_event(
-    writer: &Writer,
-    object: &Value,
-    etype: &str,
-    reason: &str,
-    message: &str,
-    component: &str,
-) {
-    let ev = event_object(object, etype, reason, message, component);
-    if let Err(e) = writer.create("events", &ev).await {
-        tracing::debug!(error = %e, reason, "could not record event");
-    }
-}
-
 /// Records "SuccessfulCreate" about `owner` for the Pod it just created,
 /// as the ReplicaSet, DaemonSet and Job controllers of Kubernetes do.
-pub async fn record_pod_created(writer: &Writer, owner: &Value, pod: &Value, component: &str) {
+pub fn record_pod_created(events: &EventRecorder, owner: &Value, pod: &Value, component: &str) {
     let name = pod["metadata"]["name"].as_str().unwrap_or_default();
     let message = format!("Created pod: {name}");
-    record_event(writer, owner, "Normal", "SuccessfulCreate", &message, component).await;
+    events.record(owner, "Normal", "SuccessfulCreate", &message, component);
 }
 
 /// Records "SuccessfulDelete" about `owner` for the Pod it just deleted.
-pub async fn record_pod_deleted(writer: &Writer, owner: &Value, pod_name: &str, component: &str) {
+pub fn record_pod_deleted(events: &EventRecorder, owner: &Value, pod_name: &str, component: &str) {
     let message = format!("Deleted pod: {pod_name}");
-    record_event(writer, owner, "Normal", "SuccessfulDelete", &message, component).await;
+    events.record(owner, "Normal", "SuccessfulDelete", &message, component);
 }
 
-/// The Event [`record_event`] writes, for controllers that put it into a
-/// transaction with the change it reports.
+/// The Event about `object` that [`EventRecorder::record`] writes.
 pub fn event_object(object: &Value, etype: &str, reason: &str, message: &str, component: &str) -> Value {
     let source = rk_api::events::Source {
         component,
@@ -220,11 +205,14 @@ fn start(
     if let Err(e) = informer.relist() {
         tracing::warn!(error = %e, "initial list for the controllers failed");
     }
+    let (events, recorder) =
+        EventRecorder::start(Writer::new(replica.clone(), shutdown.clone()), term.clone());
     let ctx = Arc::new(Ctx {
         cache: informer.cache.clone(),
         writer: Writer::new(replica.clone(), shutdown),
+        events,
     });
-    let mut tasks = vec![];
+    let mut tasks = vec![recorder];
     {
         let informer = informer.clone();
         let term = term.clone();

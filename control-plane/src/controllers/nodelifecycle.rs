@@ -10,7 +10,7 @@
 //! slow machines (emulated VMs) need a longer grace.
 
 use super::runtime::{Action, Cache, Change, Ctx, ReconcileError, Reconciler};
-use super::{now, record_event, set_condition};
+use super::{now, set_condition};
 use crate::store::objects::meta_str;
 use rk_api::Reason;
 use serde_json::{json, Value};
@@ -147,15 +147,13 @@ impl Reconciler for NodeLifecycle {
             n["spec"]["taints"] = json!(taints);
             n["metadata"]["resourceVersion"] = Value::Null;
             ctx.writer.update("nodes", &n).await?;
-            record_event(
-                &ctx.writer,
+            ctx.events.record(
                 &node,
                 "Normal",
                 "NodeNotReady",
                 &format!("Node {key} status is now: NodeNotReady"),
                 "node-controller",
-            )
-            .await;
+            );
             return Ok(Action::Requeue(Duration::from_millis(200)));
         };
         let mut next: Option<i64> = None;
@@ -191,17 +189,13 @@ impl Reconciler for NodeLifecycle {
                     .force_delete_pod_at(ns, name, meta_str(&pod, "uid"), rv)
                     .await
                 {
-                    Ok(_) => {
-                        record_event(
-                            &ctx.writer,
-                            &pod,
-                            "Normal",
-                            "TaintManagerEviction",
-                            &format!("Marking for deletion Pod {ns}/{name}"),
-                            "taint-eviction-controller",
-                        )
-                        .await
-                    }
+                    Ok(_) => ctx.events.record(
+                        &pod,
+                        "Normal",
+                        "TaintManagerEviction",
+                        &format!("Marking for deletion Pod {ns}/{name}"),
+                        "taint-eviction-controller",
+                    ),
                     Err(e) if e.reason == Reason::NotFound => {}
                     // It changed since the cache saw it: look again soon.
                     Err(e) if e.reason == Reason::Conflict => {

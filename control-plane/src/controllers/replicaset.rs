@@ -72,12 +72,12 @@ impl Reconciler for ReplicaSetController {
         for _ in 0..p.create {
             let pod = to_json(&pod_from_template(&rs));
             let created = ctx.writer.create("pods", &pod).await?;
-            record_pod_created(&ctx.writer, &obj, &created, COMPONENT).await;
+            record_pod_created(&ctx.events, &obj, &created, COMPONENT);
         }
         for name in &p.delete {
             match ctx.writer.delete("pods", ns, name, None).await {
                 Ok(_) => {
-                    record_pod_deleted(&ctx.writer, &obj, name, COMPONENT).await;
+                    record_pod_deleted(&ctx.events, &obj, name, COMPONENT);
                 }
                 Err(e) if e.reason == Reason::NotFound => {}
                 Err(e) => return Err(e.into()),

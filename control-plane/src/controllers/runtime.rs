@@ -503,6 +503,8 @@ impl Writer {
 pub struct Ctx {
     pub cache: Arc<Cache>,
     pub writer: Writer,
+    /// Where controllers report what they did (written off their path).
+    pub events: super::events::EventRecorder,
 }
 
 /// A controller: which changes concern which keys, and how to reconcile a

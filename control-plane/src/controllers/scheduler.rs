@@ -28,7 +28,7 @@
 //! runtime's workers, which keep serving Raft and the API meanwhile.
 
 use super::runtime::{key_of, Action, Cache, Change, Ctx, ReconcileError, Reconciler};
-use super::{event_object, record_event, set_condition};
+use super::set_condition;
 use crate::store::objects::{meta_str, resource_version};
 use crate::store::types::{EventKind, Op};
 use futures::stream::{self, FuturesUnordered, StreamExt};
@@ -51,7 +51,8 @@ const WRITES_IN_FLIGHT: usize = 24;
 /// `WRITES_IN_FLIGHT - PASS_WRITES` are in flight.
 const PASS_WRITES: usize = 8;
 /// Bindings per transaction: one Raft entry and one state-machine batch
-/// bind this many Pods (and record their "Scheduled" Events).
+/// bind this many Pods. Their "Scheduled" Events are recorded once the
+/// transaction committed, off its path (see `super::events`).
 const BINDS_PER_TXN: usize = 128;
 
 #[derive(Default)]
@@ -553,15 +554,15 @@ fn bind_op(obj: &Value, node: &str) -> Result<Op, ReconcileError> {
     })
 }
 
-/// The binding and its "Scheduled" Event, committed together.
-fn bind_ops(ctx: &Ctx, obj: &Value, node: &str) -> Result<[Op; 2], ReconcileError> {
+/// Records the "Scheduled" Event of a committed binding.
+fn record_scheduled(ctx: &Ctx, obj: &Value, node: &str) {
     let message = format!(
         "Successfully assigned {}/{} to {node}",
         meta_str(obj, "namespace"),
         meta_str(obj, "name")
     );
-    let event = event_object(obj, "Normal", "Scheduled", &message, SCHEDULER_NAME);
-    Ok([bind_op(obj, node)?, ctx.writer.create_op("events", &event)?])
+    ctx.events
+        .record(obj, "Normal", "Scheduled", &message, SCHEDULER_NAME);
 }
 
 /// Binds a batch of pods in one transaction; returns the keys of the Pods
@@ -569,11 +570,7 @@ fn bind_ops(ctx: &Ctx, obj: &Value, node: &str) -> Result<[Op; 2], ReconcileErro
 /// of the batch changed since the scheduler saw it (a conflict), the others
 /// are bound one by one instead of waiting for the next pass.
 async fn bind_batch(ctx: &Ctx, batch: Vec<(Arc<Value>, String)>) -> Vec<String> {
-    let ops: Result<Vec<Op>, ReconcileError> = batch
-        .iter()
-        .map(|(pod, node)| bind_ops(ctx, pod, node))
-        .collect::<Result<Vec<[Op; 2]>, _>>()
-        .map(|pairs| pairs.into_iter().flatten().collect());
+    let ops: Result<Vec<Op>, ReconcileError> = batch.iter().map(|(pod, node)| bind_op(pod, node)).collect();
     let result = match ops {
         Ok(ops) => ctx.writer.txn(ops).await.map_err(ReconcileError::from),
         Err(e) => Err(e),
@@ -581,6 +578,9 @@ async fn bind_batch(ctx: &Ctx, batch: Vec<(Arc<Value>, String)>) -> Vec<String> 
     match result {
         Ok(_) => {
             tracing::debug!(pods = batch.len(), "scheduled");
+            for (pod, node) in &batch {
+                record_scheduled(ctx, pod, node);
+            }
             Vec::new()
         }
         Err(ReconcileError::Api(e))
@@ -588,13 +588,16 @@ async fn bind_batch(ctx: &Ctx, batch: Vec<(Arc<Value>, String)>) -> Vec<String> 
         {
             let mut failed = Vec::new();
             for (pod, node) in &batch {
-                let one = match bind_ops(ctx, pod, node) {
-                    Ok(ops) => ctx.writer.txn(ops.into()).await.map_err(ReconcileError::from),
+                let one = match bind_op(pod, node) {
+                    Ok(op) => ctx.writer.txn(vec![op]).await.map_err(ReconcileError::from),
                     Err(e) => Err(e),
                 };
-                if let Err(e) = one {
-                    tracing::debug!(pod = %key_of(pod), error = %e, "binding failed; the next pass retries");
-                    failed.push(key_of(pod));
+                match one {
+                    Ok(_) => record_scheduled(ctx, pod, node),
+                    Err(e) => {
+                        tracing::debug!(pod = %key_of(pod), error = %e, "binding failed; the next pass retries");
+                        failed.push(key_of(pod));
+                    }
                 }
             }
             failed
@@ -610,15 +613,8 @@ async fn report_unschedulable(ctx: &Ctx, obj: &Value, message: &str) -> Result<(
     let mut status = obj.clone();
     if set_condition(&mut status, "PodScheduled", "False", "Unschedulable", message) {
         ctx.writer.update_status("pods", &status).await?;
-        record_event(
-            &ctx.writer,
-            obj,
-            "Warning",
-            "FailedScheduling",
-            message,
-            SCHEDULER_NAME,
-        )
-        .await;
+        ctx.events
+            .record(obj, "Warning", "FailedScheduling", message, SCHEDULER_NAME);
     }
     Ok(())
 }
