@@ -37,7 +37,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::{broadcast, watch};
 
@@ -875,7 +875,7 @@ fn write_snapshot_file(
 ) -> Result<String, StorageError> {
     let io = |e: std::io::Error| snapshot_io_err(None, ErrorVerb::Write, &e);
     std::fs::create_dir_all(dir).map_err(io)?;
-    let name = format!("snapshot-{:016x}.json", rand::random::<u64>());
+    let name = new_snapshot_name();
     let partial = dir.join(format!("{name}.partial"));
     let file = std::fs::File::create(&partial).map_err(io)?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, PacedWriter::new(file));
@@ -891,6 +891,103 @@ fn write_snapshot_file(
         let _ = std::fs::remove_file(&partial);
     }
     written.map(|()| name)
+}
+
+/// A name for a new snapshot file.
+fn new_snapshot_name() -> String {
+    format!("snapshot-{:016x}.json", rand::random::<u64>())
+}
+
+/// The prefix of the files snapshots are received into.
+const RECEIVING_PREFIX: &str = "receiving-";
+
+/// A new file in the snapshot directory to receive a snapshot into, and its
+/// path. It is named, so that installing the snapshot names it as this
+/// replica's own rather than copying it; the files of transfers given up
+/// before (the leader changed midway) are deleted first. openraft receives
+/// one snapshot at a time, and a crash leaves the file for the next open
+/// to sweep, as it does every file no record names.
+async fn receiving_snapshot_file(db: &DB) -> Result<(PathBuf, tokio::fs::File), StorageError> {
+    let dir = snapshot_dir(db);
+    let io = |e: std::io::Error| snapshot_io_err(None, ErrorVerb::Write, &e);
+    let (path, file) = tokio::task::spawn_blocking(move || -> std::io::Result<(PathBuf, std::fs::File)> {
+        std::fs::create_dir_all(&dir)?;
+        for entry in std::fs::read_dir(&dir)?.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(RECEIVING_PREFIX) {
+                remove_snapshot_file(&entry.path());
+            }
+        }
+        let path = dir.join(format!("{RECEIVING_PREFIX}{:016x}", rand::random::<u64>()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok((path, file))
+    })
+    .await
+    .map_err(|e| snapshot_io_err(None, ErrorVerb::Write, &e))?
+    .map_err(io)?;
+    Ok((path, tokio::fs::File::from_std(file)))
+}
+
+/// A received snapshot, decoded, and the name of the file that now holds
+/// it as this replica's snapshot.
+struct ReceivedSnapshot {
+    data: SnapshotData,
+    bytes: u64,
+    file: String,
+}
+
+/// Decodes the snapshot received into `file` (read through a buffer, not
+/// whole into memory) and makes the file this replica's snapshot file: by
+/// renaming it when it is the one at `receiving`, by copying it otherwise.
+/// Blocking.
+fn take_received_snapshot(
+    db: &DB,
+    meta: &SnapshotMeta,
+    mut file: std::fs::File,
+    receiving: Option<PathBuf>,
+) -> Result<ReceivedSnapshot, StorageError> {
+    use std::io::{Seek, SeekFrom};
+    use std::os::unix::fs::MetadataExt;
+    let read_err = |e: &dyn std::fmt::Display| snapshot_io_err(Some(meta), ErrorVerb::Read, e);
+    let write_err = |e: &dyn std::fmt::Display| snapshot_io_err(Some(meta), ErrorVerb::Write, e);
+    // Durable before it is named as a snapshot.
+    file.sync_all().map_err(|e| write_err(&e))?;
+    let stat = file.metadata().map_err(|e| read_err(&e))?;
+    file.seek(SeekFrom::Start(0)).map_err(|e| read_err(&e))?;
+    let data: SnapshotData = serde_json::from_reader(std::io::BufReader::with_capacity(1 << 20, &file))
+        .map_err(|e| read_err(&e))?;
+    let dir = snapshot_dir(db);
+    let same_file =
+        |path: &Path| std::fs::metadata(path).is_ok_and(|p| p.dev() == stat.dev() && p.ino() == stat.ino());
+    let name = match receiving {
+        Some(path) if same_file(&path) => {
+            let name = new_snapshot_name();
+            std::fs::rename(&path, dir.join(&name)).map_err(|e| write_err(&e))?;
+            std::fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| write_err(&e))?;
+            name
+        }
+        other => {
+            // The receiving file, if any, belonged to a transfer that ended
+            // otherwise.
+            if let Some(stale) = other {
+                remove_snapshot_file(&stale);
+            }
+            file.seek(SeekFrom::Start(0)).map_err(|e| read_err(&e))?;
+            write_snapshot_file(&dir, |out| {
+                std::io::copy(&mut file, out).map(drop).map_err(|e| write_err(&e))
+            })?
+        }
+    };
+    Ok(ReceivedSnapshot {
+        data,
+        bytes: stat.len(),
+        file: name,
+    })
 }
 
 /// Opens the snapshot file `name` for reading.
@@ -941,9 +1038,9 @@ fn remove_unrecorded_snapshot_files(db: &DB) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// A new file in the snapshot directory whose name is removed at once, for
-/// data that is not (yet) a snapshot of this replica's own: it goes away
-/// with its last handle.
+/// A new file in the snapshot directory whose name is removed at once (it
+/// goes away with its last handle), for the data of a snapshot record an
+/// earlier version wrote inline.
 async fn unnamed_snapshot_file(db: &DB) -> Result<tokio::fs::File, StorageError> {
     let dir = snapshot_dir(db);
     let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
@@ -961,17 +1058,6 @@ async fn unnamed_snapshot_file(db: &DB) -> Result<tokio::fs::File, StorageError>
     .map_err(|e| snapshot_io_err(None, ErrorVerb::Write, &e))?
     .map_err(|e| snapshot_io_err(None, ErrorVerb::Write, &e))?;
     Ok(tokio::fs::File::from_std(file))
-}
-
-/// Stores a snapshot's data, received whole, in its own file, off the
-/// async threads, and returns the file's name.
-async fn store_snapshot_file(db: &DB, data: Vec<u8>) -> Result<String, StorageError> {
-    let dir = snapshot_dir(db);
-    tokio::task::spawn_blocking(move || {
-        write_snapshot_file(&dir, |out| out.write_all(&data).map_err(write_err))
-    })
-    .await
-    .map_err(|e| snapshot_io_err(None, ErrorVerb::Write, &e))?
 }
 
 fn snapshot_io_err(meta: Option<&SnapshotMeta>, verb: ErrorVerb, e: &dyn std::fmt::Display) -> StorageError {
@@ -1051,6 +1137,8 @@ pub struct StateMachine {
     log_durability: LogDurability,
     /// The objects of the last writes, decoded (see [`RecentObjects`]).
     recent: RecentObjects,
+    /// The file the snapshot being received goes into.
+    receiving: Option<PathBuf>,
 }
 
 impl StateMachine {
@@ -1087,6 +1175,7 @@ impl StateMachine {
                 replica_id,
                 log_durability,
                 recent: RecentObjects::new(RECENT_OBJECTS_BYTES),
+                receiving: None,
             },
             store,
         ))
@@ -1446,10 +1535,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
     }
 
-    /// A file with no name: a transfer that is given up (the leader changes
-    /// midway, the replica stops) leaves nothing behind.
+    /// See [`receiving_snapshot_file`].
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
-        Ok(Box::new(unnamed_snapshot_file(&self.db).await?))
+        let (path, file) = receiving_snapshot_file(&self.db).await?;
+        self.receiving = Some(path);
+        Ok(Box::new(file))
     }
 
     async fn install_snapshot(
@@ -1457,21 +1547,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         mut snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
-        use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-        let read_err =
-            |e: std::io::Error| io_err(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Read, e);
-        // Installing decodes the whole snapshot, and keeps the bytes to
-        // store them as this replica's own snapshot file.
-        snapshot.flush().await.map_err(read_err)?;
-        snapshot
-            .seek(std::io::SeekFrom::Start(0))
+        use tokio::io::AsyncWriteExt;
+        snapshot.flush().await.map_err(|e| {
+            io_err(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Write,
+                e,
+            )
+        })?;
+        let file = snapshot.into_std().await;
+        let (db, receiving, owned_meta) = (self.db.clone(), self.receiving.take(), meta.clone());
+        let ReceivedSnapshot {
+            data,
+            bytes: size,
+            file,
+        } = tokio::task::spawn_blocking(move || take_received_snapshot(&db, &owned_meta, file, receiving))
             .await
-            .map_err(read_err)?;
-        let mut bytes = Vec::new();
-        snapshot.read_to_end(&mut bytes).await.map_err(read_err)?;
-        drop(snapshot);
-        let data: SnapshotData = serde_json::from_slice(&bytes)
-            .map_err(|e| io_err(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Read, e))?;
+            .map_err(|e| snapshot_io_err(Some(meta), ErrorVerb::Read, &e))??;
         let mut batch = WriteBatch::default();
         let cf_objects = cf(&self.db, CF_OBJECTS);
         let cf_history = cf(&self.db, CF_HISTORY);
@@ -1480,7 +1572,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for (k, v) in &data.objects {
             batch.put_cf(cf_objects, k.as_bytes(), v.get().as_bytes());
         }
-        let (objects, size) = (data.objects.len(), bytes.len());
+        let objects = data.objects.len();
         for rev in &data.history {
             batch.put_cf(
                 cf_history,
@@ -1498,7 +1590,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.meta_put(&mut batch, KEY_APPLIED, &self.last_applied)?;
         self.meta_put(&mut batch, KEY_MEMBERSHIP, &self.membership)?;
         self.meta_put(&mut batch, KEY_NEXT_REPLICA, &self.next_replica_id)?;
-        let file = store_snapshot_file(&self.db, bytes).await?;
         let previous = recorded_snapshot_file(&self.db)?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
@@ -2155,6 +2246,56 @@ mod tests {
         let files = snapshot_files(&db);
         assert_eq!(files.len(), 1, "only the installed snapshot's file: {files:?}");
         (dir, sm, store)
+    }
+
+    /// The files in the snapshot directory whose names start with `prefix`.
+    fn snapshot_files_named(db: &DB, prefix: &str) -> usize {
+        snapshot_files(db)
+            .iter()
+            .filter(|n| n.to_string_lossy().starts_with(prefix))
+            .count()
+    }
+
+    #[tokio::test]
+    async fn a_transfer_given_up_leaves_its_file_only_until_the_next_begins() {
+        let (_dir, mut sm, _) = machine_with_default_namespace().await;
+        let db = sm.db.clone();
+        let _abandoned = sm.begin_receiving_snapshot().await.expect("receive");
+        assert_eq!(snapshot_files_named(&db, RECEIVING_PREFIX), 1);
+        let _next = sm.begin_receiving_snapshot().await.expect("receive");
+        assert_eq!(
+            snapshot_files_named(&db, RECEIVING_PREFIX),
+            1,
+            "only the current transfer's"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_handed_in_another_file_is_copied_and_the_receiving_file_removed() {
+        use tokio::io::AsyncWriteExt;
+        let (_src, mut leader, _) = machine_with_default_namespace().await;
+        leader.apply(vec![entry(2, create("b"))]).await.expect("apply");
+        let snap = leader
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+        let bytes = snapshot_bytes(snap.snapshot).await;
+        let (_dir, mut sm, store) = machine_with_default_namespace().await;
+        let db = sm.db.clone();
+        let _unused = sm.begin_receiving_snapshot().await.expect("receive");
+        let other = tempfile::tempfile().expect("tmp");
+        let mut other = tokio::fs::File::from_std(other);
+        other.write_all(&bytes).await.expect("write");
+        sm.install_snapshot(&snap.meta, Box::new(other))
+            .await
+            .expect("install");
+        assert!(store.get("configmaps/default/b").expect("read").is_some());
+        assert_eq!(snapshot_files_named(&db, RECEIVING_PREFIX), 0);
+        assert_eq!(snapshot_files_named(&db, "snapshot-"), 1);
+        let current = current_snapshot(&mut sm).await;
+        assert_eq!(snapshot_bytes(current.snapshot).await, bytes);
     }
 
     #[tokio::test]
