@@ -910,25 +910,33 @@ const RECEIVING_PREFIX: &str = "receiving-";
 async fn receiving_snapshot_file(db: &DB) -> Result<(PathBuf, tokio::fs::File), StorageError> {
     let dir = snapshot_dir(db);
     let io = |e: std::io::Error| snapshot_io_err(None, ErrorVerb::Write, &e);
-    let (path, file) = tokio::task::spawn_blocking(move || -> std::io::Result<(PathBuf, std::fs::File)> {
-        std::fs::create_dir_all(&dir)?;
-        for entry in std::fs::read_dir(&dir)?.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(RECEIVING_PREFIX) {
-                remove_snapshot_file(&entry.path());
+    let (path, file) = tokio::task::spawn_blocking(move || {
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(RECEIVING_PREFIX) {
+                    remove_snapshot_file(&entry.path());
+                }
             }
         }
-        let path = dir.join(format!("{RECEIVING_PREFIX}{:016x}", rand::random::<u64>()));
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        Ok((path, file))
+        new_file_in(&dir, RECEIVING_PREFIX)
     })
     .await
     .map_err(|e| snapshot_io_err(None, ErrorVerb::Write, &e))?
     .map_err(io)?;
     Ok((path, tokio::fs::File::from_std(file)))
+}
+
+/// A new file in `dir` (created if missing), named `prefix` and a random
+/// suffix, open for reading and writing. Blocking.
+fn new_file_in(dir: &Path, prefix: &str) -> std::io::Result<(PathBuf, std::fs::File)> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("{prefix}{:016x}", rand::random::<u64>()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    Ok((path, file))
 }
 
 /// A received snapshot, decoded, and the name of the file that now holds
@@ -1043,16 +1051,10 @@ fn remove_unrecorded_snapshot_files(db: &DB) -> Result<(), StorageError> {
 /// earlier version wrote inline.
 async fn unnamed_snapshot_file(db: &DB) -> Result<tokio::fs::File, StorageError> {
     let dir = snapshot_dir(db);
-    let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join(format!("unnamed-{:016x}", rand::random::<u64>()));
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
+    let file = tokio::task::spawn_blocking(move || {
+        let (path, file) = new_file_in(&dir, "unnamed-")?;
         std::fs::remove_file(&path)?;
-        Ok(file)
+        Ok::<_, std::io::Error>(file)
     })
     .await
     .map_err(|e| snapshot_io_err(None, ErrorVerb::Write, &e))?
@@ -2140,23 +2142,24 @@ mod tests {
         assert_eq!(stored["metadata"]["resourceVersion"], "4");
     }
 
-    #[tokio::test]
-    async fn an_installed_snapshot_replaces_what_the_state_machine_remembered() {
-        use tokio::io::AsyncWriteExt;
-        // The leader's state: `b` only.
-        let src = tempfile::tempdir().expect("tmp");
-        let db = open_db(src.path()).expect("open");
-        let (mut leader, _) = StateMachine::open(db, 1, 1000, LogDurability::everything()).expect("sm");
-        leader
-            .apply(vec![entry(1, create("ns-default")), entry(2, create("b"))])
-            .await
-            .expect("apply");
+    /// A leader's snapshot of the `default` namespace and ConfigMap `b`
+    /// (applied at indexes 1 and 2), with the leader's directory.
+    async fn snapshot_of_b() -> (tempfile::TempDir, Snapshot) {
+        let (dir, mut leader, _) = machine_with_default_namespace().await;
+        leader.apply(vec![entry(2, create("b"))]).await.expect("apply");
         let snap = leader
             .get_snapshot_builder()
             .await
             .build_snapshot()
             .await
             .expect("build");
+        (dir, snap)
+    }
+
+    #[tokio::test]
+    async fn an_installed_snapshot_replaces_what_the_state_machine_remembered() {
+        use tokio::io::AsyncWriteExt;
+        let (_src, snap) = snapshot_of_b().await;
         // A replica that wrote `a` (which the leader's log no longer has)
         // and remembers it, then is sent the snapshot.
         let (_dir, mut sm, store) = machine_with_default_namespace().await;
@@ -2273,14 +2276,7 @@ mod tests {
     #[tokio::test]
     async fn a_snapshot_handed_in_another_file_is_copied_and_the_receiving_file_removed() {
         use tokio::io::AsyncWriteExt;
-        let (_src, mut leader, _) = machine_with_default_namespace().await;
-        leader.apply(vec![entry(2, create("b"))]).await.expect("apply");
-        let snap = leader
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .expect("build");
+        let (_src, snap) = snapshot_of_b().await;
         let bytes = snapshot_bytes(snap.snapshot).await;
         let (_dir, mut sm, store) = machine_with_default_namespace().await;
         let db = sm.db.clone();
