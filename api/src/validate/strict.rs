@@ -25,7 +25,8 @@ pub(crate) fn decode<T: DeserializeOwned + Serialize>(
     kind: &ResourceKind,
     input: &Value,
 ) -> Result<T, ApiError> {
-    let typed: T = serde_json::from_value(input.clone()).map_err(|e| {
+    // Decoded from the tree in place: `from_value` would take a deep copy.
+    let typed: T = <T as serde::Deserialize>::deserialize(input).map_err(|e| {
         let detail = e.to_string();
         let path = locate_error::<T>(input, &detail);
         let message = match &path {
@@ -44,7 +45,7 @@ pub(crate) fn decode<T: DeserializeOwned + Serialize>(
     })?;
     let round_trip = serde_json::to_value(&typed)
         .map_err(|e| ApiError::internal(format!("cannot re-encode {}: {e}", kind.kind)))?;
-    if let Some(path) = find_unknown(input, &round_trip, "") {
+    if let Some(path) = find_unknown(input, &round_trip) {
         return Err(ApiError {
             reason: Reason::BadRequest,
             message: format!("strict decoding error: unknown field \"{path}\""),
@@ -60,34 +61,33 @@ pub(crate) fn decode<T: DeserializeOwned + Serialize>(
 /// written as the number `1` comes back as the string `"1"`, times are
 /// normalized, and so on). Keys whose value is null, `{}` or `[]` are
 /// tolerated because carrying no data they may be dropped by a serializer.
-pub(crate) fn find_unknown(input: &Value, round_trip: &Value, path: &str) -> Option<String> {
+pub(crate) fn find_unknown(input: &Value, round_trip: &Value) -> Option<String> {
+    let mut found = unknown_key(input, round_trip)?;
+    found.reverse();
+    Some(format_path(&found))
+}
+
+/// [`find_unknown`]'s walk. The path of what it finds is collected innermost
+/// first, on the way back: every object being created is walked, and
+/// formatting the path of each key it passes cost more than the walk.
+fn unknown_key(input: &Value, round_trip: &Value) -> Option<Vec<Segment>> {
     match (input, round_trip) {
-        (Value::Object(inp), Value::Object(out)) => {
-            for (key, value) in inp {
-                if is_empty_value(value) {
-                    continue;
-                }
-                let child = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
-                match out.get(key) {
-                    None => return Some(child),
-                    Some(out_value) => {
-                        if let Some(found) = find_unknown(value, out_value, &child) {
-                            return Some(found);
-                        }
-                    }
-                }
+        (Value::Object(inp), Value::Object(out)) => inp.iter().find_map(|(key, value)| {
+            if is_empty_value(value) {
+                return None;
             }
-            None
-        }
-        (Value::Array(inp), Value::Array(out)) => inp
-            .iter()
-            .zip(out)
-            .enumerate()
-            .find_map(|(i, (a, b))| find_unknown(a, b, &format!("{path}[{i}]"))),
+            let mut path = match out.get(key) {
+                None => Vec::new(),
+                Some(out_value) => unknown_key(value, out_value)?,
+            };
+            path.push(Segment::Key(key.clone()));
+            Some(path)
+        }),
+        (Value::Array(inp), Value::Array(out)) => inp.iter().zip(out).enumerate().find_map(|(i, (a, b))| {
+            let mut path = unknown_key(a, b)?;
+            path.push(Segment::Index(i));
+            Some(path)
+        }),
         _ => None,
     }
 }
@@ -351,10 +351,10 @@ mod tests {
     fn find_unknown_paths() {
         let input = json!({"a": {"b": [{"c": 1}, {"c": 1, "d": 2}]}});
         let round = json!({"a": {"b": [{"c": "1"}, {"c": "1"}]}});
-        assert_eq!(find_unknown(&input, &round, ""), Some("a.b[1].d".to_string()));
-        assert_eq!(find_unknown(&round, &input, ""), None);
+        assert_eq!(find_unknown(&input, &round), Some("a.b[1].d".to_string()));
+        assert_eq!(find_unknown(&round, &input), None);
         assert_eq!(
-            find_unknown(&json!({"x": null, "y": [], "z": {}}), &json!({}), ""),
+            find_unknown(&json!({"x": null, "y": [], "z": {}}), &json!({})),
             None
         );
     }
