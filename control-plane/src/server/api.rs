@@ -162,10 +162,10 @@ impl ApiSvc {
         Ok((kind, obj))
     }
 
-    async fn create_inner(&self, req: pb::CreateRequest) -> std::result::Result<(Value, u64), ApiError> {
+    async fn create_inner(&self, req: pb::CreateRequest) -> std::result::Result<(Arc<Value>, u64), ApiError> {
         let (kind, obj) = self.prepare_create(&req.resource, parse_object(&req.object)?)?;
         if req.dry_run {
-            return Ok((obj, self.replica.store.revision()));
+            return Ok((Arc::new(obj), self.replica.store.revision()));
         }
         let applied = self
             .replica
@@ -252,7 +252,7 @@ impl ApiSvc {
         ))
     }
 
-    async fn update_inner(&self, req: pb::UpdateRequest) -> std::result::Result<(Value, u64), ApiError> {
+    async fn update_inner(&self, req: pb::UpdateRequest) -> std::result::Result<(Arc<Value>, u64), ApiError> {
         // An update without a resourceVersion is validated against the
         // object as stored now; if someone else writes in between, validate
         // again rather than lose their write or skip immutability checks.
@@ -261,7 +261,7 @@ impl ApiSvc {
             let (op, own_precondition) = self.prepare_update(&req.resource, raw.clone(), req.status)?;
             if req.dry_run {
                 if let Op::Update { object, .. } = op {
-                    return Ok((object, self.replica.store.revision()));
+                    return Ok((Arc::new(object), self.replica.store.revision()));
                 }
             }
             match self

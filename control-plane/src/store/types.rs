@@ -204,9 +204,11 @@ pub struct Applied {
 
 impl Applied {
     /// The first op's object (as a single-op write returns it) and the
-    /// revision.
-    pub fn into_first(self) -> (Value, u64) {
-        (first_object(self.objects), self.revision)
+    /// revision. Shared with the watch feed: a caller that only encodes it
+    /// for its reply copies nothing.
+    pub fn into_first(self) -> (Arc<Value>, u64) {
+        let first = self.objects.into_iter().next().unwrap_or_default();
+        (first, self.revision)
     }
 }
 
