@@ -161,7 +161,8 @@ impl Connection {
         &mut self,
         rpc: &AppendEntriesRequest<TypeConfig>,
     ) -> Result<Option<AppendEntriesResponse<NodeId>>, RpcErr> {
-        let data = encode_entries(rpc, &rpc.entries).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let size_hint = rpc.entries.iter().map(entry_size_hint).sum();
+        let data = encode_sized(rpc, size_hint).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut stream = match self.append_stream.take() {
             Some(stream) => stream,
             None => {

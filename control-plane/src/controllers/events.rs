@@ -55,11 +55,11 @@ impl EventRecorder {
 
     /// Queues an Event about `object` (see [`super::event_object`]).
     pub fn record(&self, object: &Value, etype: &str, reason: &str, message: &str, component: &str) {
-        self.record_event(super::event_object(object, etype, reason, message, component));
+        self.queue_event(super::event_object(object, etype, reason, message, component));
     }
 
     /// Queues `event`, or drops it if the queue is full or closed.
-    pub fn record_event(&self, event: Value) {
+    fn queue_event(&self, event: Value) {
         if let Err(e) = self.queue.try_send(event) {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             // The 1st, 2nd, 4th, 8th... drop: a flood of them stays a few lines.
@@ -105,6 +105,9 @@ async fn write_batch(writer: &Writer, events: Vec<Value>) {
         })
         .collect();
     let count = ops.len();
+    if count == 0 {
+        return;
+    }
     let Err(e) = writer.txn(ops).await else {
         return;
     };

@@ -643,7 +643,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for e in entries {
             own &= leading.as_ref() == Some(&e.log_id.leader_id);
             last = Some(e.log_id);
-            let bytes = encode_entries(&e, std::slice::from_ref(&e)).map_err(write_err)?;
+            let bytes = encode_sized(&e, entry_size_hint(&e)).map_err(write_err)?;
             batch.put_cf(cf_log, be(e.log_id.index), &bytes);
             appended.push((e, bytes.len()));
         }
@@ -2142,18 +2142,21 @@ mod tests {
         assert_eq!(stored["metadata"]["resourceVersion"], "4");
     }
 
+    /// A snapshot of `sm` as it is now.
+    async fn built_snapshot(sm: &mut StateMachine) -> Snapshot {
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build")
+    }
+
     /// A leader's snapshot of the `default` namespace and ConfigMap `b`
     /// (applied at indexes 1 and 2), with the leader's directory.
     async fn snapshot_of_b() -> (tempfile::TempDir, Snapshot) {
         let (dir, mut leader, _) = machine_with_default_namespace().await;
         leader.apply(vec![entry(2, create("b"))]).await.expect("apply");
-        let snap = leader
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .expect("build");
-        (dir, snap)
+        (dir, built_snapshot(&mut leader).await)
     }
 
     #[tokio::test]
@@ -2306,8 +2309,7 @@ mod tests {
         ])
         .await
         .expect("apply");
-        let mut builder = sm.get_snapshot_builder().await;
-        let snap = builder.build_snapshot().await.expect("build");
+        let snap = built_snapshot(&mut sm).await;
         let built = snap.meta.last_log_id;
         let (_dst, mut sm2, store2) = installed_on_a_new_replica(snap).await;
         assert_eq!(store2.revision(), 3);
@@ -2356,19 +2358,9 @@ mod tests {
         sm.apply(vec![entry(1, create("ns-default")), entry(2, create("a"))])
             .await
             .expect("apply");
-        let first = sm
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .expect("build");
+        let first = built_snapshot(&mut sm).await;
         sm.apply(vec![entry(3, create("b"))]).await.expect("apply");
-        let second = sm
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .expect("build");
+        let second = built_snapshot(&mut sm).await;
         let files = snapshot_files(&db);
         assert_eq!(files.len(), 1, "the first snapshot's file is gone: {files:?}");
         let current = current_snapshot(&mut sm).await;

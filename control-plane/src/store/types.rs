@@ -71,12 +71,12 @@ impl LogCommand {
     }
 }
 
-/// Encodes `entries` (a log entry or a message carrying some) into a buffer
-/// sized for them up front. A message of many MiB encoded into a growing
-/// buffer is copied a dozen times, each time into freshly faulted pages.
-pub fn encode_entries<T: Serialize>(value: &T, entries: &[Entry]) -> serde_json::Result<Vec<u8>> {
-    let size = entries.iter().map(entry_size_hint).sum::<usize>() + 256;
-    let mut out = Vec::with_capacity(size);
+/// Encodes `value` (a log entry, or a message carrying entries) into a
+/// buffer of `size_hint` bytes to start with (see [`entry_size_hint`]). A
+/// message of many MiB encoded into a growing buffer is copied a dozen
+/// times, each time into freshly faulted pages.
+pub fn encode_sized<T: Serialize>(value: &T, size_hint: usize) -> serde_json::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(size_hint + 256);
     serde_json::to_writer(&mut out, value)?;
     Ok(out)
 }
