@@ -4,7 +4,8 @@
 //!
 //! `rk-bench store` measures the replicated store against etcd 3.4 (three
 //! members each, on loopback; etcd plaintext, the targets' reference, and
-//! etcd with mutual TLS like rk): sequential 1 KiB writes (p50/p99), 64 writes
+//! etcd with mutual TLS like rk; the systems take turns, see `store.rs`):
+//! sequential 1 KiB writes (p50/p99), 64 writes
 //! in flight (throughput, p99), and leader `kill -9` → first successful
 //! write (median over 9 kills: rk's failover is bimodal, about 350 ms
 //! usually and about 600 ms when the first election splits, so 5 kills
@@ -22,14 +23,12 @@ mod phases;
 mod pods;
 mod scheduler;
 mod stats;
+mod store;
 mod summary;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use rk_testkit::Cluster;
-use serde_json::json;
-use stats::Summary;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 // The replicas' allocator, so that `rk-bench apply` measures the state
 // machine with the allocator it runs with in a replica.
@@ -46,7 +45,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Replicated writes and failover: rk vs etcd.
-    Store(StoreArgs),
+    Store(store::StoreArgs),
     /// Pod start on a real node: rk vs crun/runc, and the agent's RSS.
     Pods(pods::PodsArgs),
     /// A replica's RSS with 100 Nodes and 1000 Pods; node loss → Pods Running elsewhere.
@@ -59,279 +58,6 @@ enum Cmd {
     /// Everything above, one after another, then one table of every figure
     /// beside its peer (needs root, etcd, runc/crun and podman).
     All,
-}
-
-#[derive(clap::Args, Clone)]
-struct StoreArgs {
-    /// Sequential writes per system.
-    #[arg(long, default_value_t = 2000)]
-    sequential: usize,
-    /// Writes in the concurrent phase.
-    #[arg(long, default_value_t = 10000)]
-    concurrent: usize,
-    /// Writes in flight in the concurrent phase.
-    #[arg(long, default_value_t = 64)]
-    in_flight: usize,
-    /// Leader kills for the failover figure.
-    #[arg(long, default_value_t = 9)]
-    kills: usize,
-    /// Measure rk only.
-    #[arg(long)]
-    skip_etcd: bool,
-    /// Measure etcd plaintext only, not also with mutual TLS.
-    #[arg(long)]
-    skip_etcd_tls: bool,
-    /// Replicas per system (failover needs at least 3).
-    #[arg(long, default_value_t = 3)]
-    replicas: usize,
-}
-
-impl Default for StoreArgs {
-    fn default() -> Self {
-        StoreArgs {
-            sequential: 2000,
-            concurrent: 10000,
-            in_flight: 64,
-            kills: 9,
-            skip_etcd: false,
-            skip_etcd_tls: false,
-            replicas: 3,
-        }
-    }
-}
-
-fn payload() -> String {
-    // 1 KiB of value bytes.
-    "x".repeat(1024)
-}
-
-#[derive(Default)]
-struct StoreFigures {
-    seq: Option<Summary>,
-    conc: Option<(Summary, f64)>,
-    /// CPU time all members used per write in the concurrent phase: what
-    /// a write costs, whatever else the 2 cores were doing meanwhile.
-    conc_cpu_per_write: Option<Duration>,
-    failover: Option<Summary>,
-}
-
-// ------------------------------------------------------------------ rk
-
-fn rk_object(name: &str, value: &str) -> serde_json::Value {
-    json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":name,"namespace":"default"},"data":{"v":value}})
-}
-
-async fn rk_store(args: &StoreArgs) -> Result<StoreFigures> {
-    let mut cluster = Cluster::start(args.replicas);
-    let mut figs = StoreFigures::default();
-    let leader = cluster
-        .leader(Duration::from_secs(10))
-        .await
-        .context("rk leader")?;
-    let write = |c: rk_client::Client, value: String| {
-        move |key: String| {
-            let c = c.clone();
-            let value = value.clone();
-            async move {
-                c.create("configmaps", &rk_object(&key, &value)).await?;
-                Ok(())
-            }
-        }
-    };
-    let c = cluster.client_for(leader);
-    let put = write(c.clone(), payload());
-    // Warm up connections and caches.
-    phases::sequential(50, "warm", &put).await?;
-    figs.seq = Some(phases::sequential(args.sequential, "seq", &put).await?);
-    let cpu = stats::CpuMeter::start(cluster.replicas.iter().filter_map(|r| r.pid()).collect());
-    figs.conc = Some(phases::concurrent(args.concurrent, args.in_flight, put).await?);
-    figs.conc_cpu_per_write = Some(cpu.per_write(args.concurrent));
-
-    let mut failovers = vec![];
-    for k in 0..args.kills {
-        let leader = cluster
-            .leader(Duration::from_secs(20))
-            .await
-            .context("rk leader before kill")?;
-        let survivor = (leader + 1) % 3;
-        let put = write(cluster.client_for(survivor), "x".into());
-        // Make sure the survivor's connection is warm.
-        put(format!("pre-{k}")).await?;
-        cluster.kill(leader);
-        let killed = Instant::now();
-        failovers.push(phases::first_write_after(killed, k, "rk", &put).await?);
-        let new_leader = cluster.leader(Duration::from_secs(5)).await;
-        eprintln!(
-            "  rk kill {k}: killed replica {leader}, first write after {:?}, new leader {new_leader:?}",
-            killed.elapsed()
-        );
-        cluster.restart(leader);
-        // Let the restarted member catch up before the next kill.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-    figs.failover = Some(Summary::of(&mut failovers));
-    Ok(figs)
-}
-
-// ------------------------------------------------------------------ etcd
-
-async fn etcd_store(args: &StoreArgs, tls: bool) -> Result<StoreFigures> {
-    let mut cluster = etcd::EtcdCluster::start(3, tls).await?;
-    let mut figs = StoreFigures::default();
-    let leader = cluster.leader().await?;
-    let write = |kv: etcd::Kv, value: Vec<u8>| {
-        move |key: String| {
-            let kv = kv.clone();
-            let value = value.clone();
-            async move { etcd::put(&kv, key, value).await }
-        }
-    };
-    let put = write(cluster.kv(leader).await?, payload().into_bytes());
-    phases::sequential(50, "warm", &put).await?;
-    figs.seq = Some(phases::sequential(args.sequential, "seq", &put).await?);
-    let cpu = stats::CpuMeter::start(cluster.pids());
-    figs.conc = Some(phases::concurrent(args.concurrent, args.in_flight, put).await?);
-    figs.conc_cpu_per_write = Some(cpu.per_write(args.concurrent));
-
-    let mut failovers = vec![];
-    for k in 0..args.kills {
-        let leader = cluster.leader().await?;
-        let survivor = (leader + 1) % 3;
-        let put = write(cluster.kv(survivor).await?, b"x".to_vec());
-        put(format!("pre-{k}")).await?;
-        cluster.kill(leader);
-        failovers.push(phases::first_write_after(Instant::now(), k, "etcd", &put).await?);
-        cluster.restart(leader)?;
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-    figs.failover = Some(Summary::of(&mut failovers));
-    Ok(figs)
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
-/// The store figures: rk, etcd plaintext (the targets' reference, as
-/// measured in peers.md) and, when measured, etcd with mutual TLS on client
-/// and peer traffic, as kubeadm deploys it and as rk always runs.
-fn print_store(
-    rk: &StoreFigures,
-    etcd: Option<&StoreFigures>,
-    etcd_tls: Option<&StoreFigures>,
-    args: &StoreArgs,
-) {
-    println!(
-        "rk-bench store: {} replicas each on loopback; rk over mutual TLS; etcd 3.4 plaintext{}; 1 KiB values",
-        args.replicas,
-        if etcd_tls.is_some() { " and with mutual TLS" } else { "" }
-    );
-    let tls = etcd_tls.is_some();
-    if tls {
-        println!(
-            "{:<44} {:>14} {:>14} {:>10} {:>14} {:>10}   target",
-            "figure", "rk", "etcd", "rk/etcd", "etcd TLS", "rk/TLS"
-        );
-    } else {
-        println!(
-            "{:<44} {:>14} {:>14} {:>10}   target",
-            "figure", "rk", "etcd", "rk/etcd"
-        );
-    }
-    let row = |name: &str,
-               r: Option<f64>,
-               e: Option<f64>,
-               et: Option<f64>,
-               fmt: &dyn Fn(f64) -> String,
-               target: &str| {
-        let ratio = |e: Option<f64>| match (r, e) {
-            (Some(r), Some(e)) if e > 0.0 => format!("{:.2}", r / e),
-            _ => "-".into(),
-        };
-        let shown = |v: Option<f64>| v.map(fmt).unwrap_or_else(|| "-".into());
-        let tls_part = if tls {
-            format!(" {:>14} {:>10}", shown(et), ratio(et))
-        } else {
-            String::new()
-        };
-        println!(
-            "{:<44} {:>14} {:>14} {:>10}{}   {}",
-            name,
-            shown(r),
-            shown(e),
-            ratio(e),
-            tls_part,
-            target
-        );
-    };
-    let msf = |v: f64| format!("{v:.2} ms");
-    let d = |s: Option<&Summary>, f: fn(&Summary) -> Duration| s.map(|s| f(s).as_secs_f64() * 1000.0);
-    let peers = [etcd, etcd_tls];
-    let seq = |f: fn(&Summary) -> Duration| peers.map(|p| d(p.and_then(|e| e.seq.as_ref()), f));
-    let [e, et] = seq(|s| s.p50);
-    row(
-        &format!("sequential write p50 (n={})", args.sequential),
-        d(rk.seq.as_ref(), |s| s.p50),
-        e,
-        et,
-        &msf,
-        "rk/etcd <= 1",
-    );
-    let [e, et] = seq(|s| s.p99);
-    row(
-        "sequential write p99",
-        d(rk.seq.as_ref(), |s| s.p99),
-        e,
-        et,
-        &msf,
-        "",
-    );
-    let [e, et] = peers.map(|p| p.and_then(|e| e.conc.as_ref()).map(|c| c.1));
-    row(
-        &format!("{} in flight: throughput (writes/s)", args.in_flight),
-        rk.conc.as_ref().map(|c| c.1),
-        e,
-        et,
-        &|v| format!("{v:.0}/s"),
-        "rk/etcd >= 2",
-    );
-    let p99 = |c: &(Summary, f64)| c.0.p99.as_secs_f64() * 1000.0;
-    let [e, et] = peers.map(|p| p.and_then(|e| e.conc.as_ref()).map(p99));
-    row(
-        &format!("{} in flight: p99", args.in_flight),
-        rk.conc.as_ref().map(p99),
-        e,
-        et,
-        &msf,
-        "rk/etcd <= 1",
-    );
-    let cpu = |f: &StoreFigures| f.conc_cpu_per_write.map(|c| c.as_secs_f64() * 1e6);
-    let [e, et] = peers.map(|p| p.and_then(cpu));
-    row(
-        &format!("{} in flight: CPU per write, all members", args.in_flight),
-        cpu(rk),
-        e,
-        et,
-        &|v| format!("{v:.0} us"),
-        "",
-    );
-    let [e, et] = peers.map(|p| d(p.and_then(|e| e.failover.as_ref()), |s| s.p50));
-    row(
-        &format!("leader kill -9 -> first write, median (n={})", args.kills),
-        d(rk.failover.as_ref(), |s| s.p50),
-        e,
-        et,
-        &msf,
-        "rk <= 500 ms",
-    );
-    for (who, figs) in [("rk", Some(rk)), ("etcd", etcd), ("etcd TLS", etcd_tls)] {
-        if let Some(f) = figs.and_then(|f| f.failover.as_ref()) {
-            println!(
-                "  {who} failovers: {}",
-                f.samples.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
-            );
-        }
-    }
 }
 
 async fn print_footprint() -> Result<()> {
@@ -378,19 +104,15 @@ async fn all() -> Result<()> {
     let msf = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1000.0);
     let met = |ok: bool| Some(ok);
 
-    let args = StoreArgs::default();
-    eprintln!("measuring rk ...");
-    match rk_store(&args).await {
-        Ok(rk) => {
-            eprintln!("measuring etcd ...");
-            let etcd = etcd_store(&args, false).await;
-            if let Err(e) = &etcd {
-                eprintln!("etcd: {e:#}");
-            }
-            let etcd = etcd.ok();
-            print_store(&rk, etcd.as_ref(), None, &args);
+    let args = store::StoreArgs {
+        skip_etcd_tls: true,
+        ..Default::default()
+    };
+    match store::measure(&args).await {
+        Ok(measured) => {
+            store::print(&measured, &args);
+            let (rk, e) = (&measured.rk, measured.etcd.as_ref());
             println!();
-            let e = etcd.as_ref();
             if let Some(s) = &rk.seq {
                 let mut r = Row::new("store: sequential 1 KiB write, p50");
                 r.rk = msf(s.p50);
@@ -535,22 +257,9 @@ async fn main() -> Result<()> {
         Some(Cmd::Scheduler(a)) => return print_scheduler(&a).await,
         Some(Cmd::Apply(a)) => return apply::run(&a).await,
         Some(Cmd::All) => return all().await,
-        None => StoreArgs::default(),
+        None => store::StoreArgs::default(),
     };
-    eprintln!("measuring rk ...");
-    let rk = rk_store(&args).await?;
-    let etcd = if args.skip_etcd {
-        None
-    } else {
-        eprintln!("measuring etcd ...");
-        Some(etcd_store(&args, false).await?)
-    };
-    let etcd_tls = if args.skip_etcd || args.skip_etcd_tls {
-        None
-    } else {
-        eprintln!("measuring etcd with mutual TLS ...");
-        Some(etcd_store(&args, true).await?)
-    };
-    print_store(&rk, etcd.as_ref(), etcd_tls.as_ref(), &args);
+    let measured = store::measure(&args).await?;
+    store::print(&measured, &args);
     Ok(())
 }

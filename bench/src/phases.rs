@@ -1,42 +1,52 @@
 //! The three phases of `rk-bench store`, driven the same way for every
 //! system: each system supplies only how to write one key.
 
-use crate::stats::Summary;
 use anyhow::Result;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Writes `n` keys `{prefix}-{i}` one after another; their latencies.
-pub async fn sequential<W, F>(n: usize, prefix: &str, write: W) -> Result<Summary>
+/// How a system writes one key. Every system's writes go through the same
+/// boxing, so it costs them alike.
+pub type Write = Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<()>> + Send>> + Send + Sync>;
+
+pub fn writer<F, Fut>(write: F) -> Write
 where
-    W: Fn(String) -> F,
-    F: Future<Output = Result<()>>,
+    F: Fn(String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<()>> + Send + 'static,
 {
+    Arc::new(move |key| Box::pin(write(key)))
+}
+
+/// Writes `n` keys `{prefix}-{i}` one after another; their latencies.
+pub async fn sequential(n: usize, prefix: &str, write: &Write) -> Result<Vec<Duration>> {
     let mut lat = Vec::with_capacity(n);
     for i in 0..n {
         let t = Instant::now();
         write(format!("{prefix}-{i}")).await?;
         lat.push(t.elapsed());
     }
-    Ok(Summary::of(&mut lat))
+    Ok(lat)
 }
 
-/// Writes `total` keys `conc-{i}` with `in_flight` writers, each starting
-/// its next write when the last one is acknowledged. Returns the latencies
-/// and the writes per second.
-pub async fn concurrent<W, F>(total: usize, in_flight: usize, write: W) -> Result<(Summary, f64)>
-where
-    W: Fn(String) -> F + Clone + Send + 'static,
-    F: Future<Output = Result<()>> + Send,
-{
+/// Writes `total` keys `{prefix}-{i}` with `in_flight` writers, each
+/// starting its next write when the last one is acknowledged. Returns the
+/// latencies and the time all of it took.
+pub async fn concurrent(
+    total: usize,
+    in_flight: usize,
+    prefix: &str,
+    write: &Write,
+) -> Result<(Vec<Duration>, Duration)> {
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = vec![];
     for _ in 0..in_flight {
         let write = write.clone();
         let next = next.clone();
+        let prefix = prefix.to_string();
         tasks.push(tokio::spawn(async move {
             let mut lat = vec![];
             loop {
@@ -45,7 +55,7 @@ where
                     return Ok::<_, anyhow::Error>(lat);
                 }
                 let t = Instant::now();
-                write(format!("conc-{i}")).await?;
+                write(format!("{prefix}-{i}")).await?;
                 lat.push(t.elapsed());
             }
         }));
@@ -54,18 +64,18 @@ where
     for t in tasks {
         all.extend(t.await??);
     }
-    let elapsed = start.elapsed();
-    Ok((Summary::of(&mut all), total as f64 / elapsed.as_secs_f64()))
+    Ok((all, start.elapsed()))
 }
 
 /// Writes keys `fo-{kill}-{i}` until one is acknowledged, each attempt
 /// given 500 ms; the time from `killed` to that write. `RK_BENCH_TRACE=1`
 /// prints each failed attempt.
-pub async fn first_write_after<W, F>(killed: Instant, kill: usize, system: &str, write: W) -> Result<Duration>
-where
-    W: Fn(String) -> F,
-    F: Future<Output = Result<()>>,
-{
+pub async fn first_write_after(
+    killed: Instant,
+    kill: usize,
+    system: &str,
+    write: &Write,
+) -> Result<Duration> {
     let trace = std::env::var_os("RK_BENCH_TRACE").is_some();
     for i in 1.. {
         match tokio::time::timeout(Duration::from_millis(500), write(format!("fo-{kill}-{i}"))).await {

@@ -47,11 +47,9 @@ impl CpuMeter {
         Self { pids, start }
     }
 
-    /// The CPU time used since the start, divided by `writes`.
-    pub fn per_write(&self, writes: usize) -> Duration {
-        cpu_time(&self.pids)
-            .saturating_sub(self.start)
-            .div_f64(writes.max(1) as f64)
+    /// The CPU time used since the start.
+    pub fn used(&self) -> Duration {
+        cpu_time(&self.pids).saturating_sub(self.start)
     }
 }
 
