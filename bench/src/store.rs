@@ -272,18 +272,17 @@ pub async fn measure(args: &StoreArgs) -> Result<Measured> {
             .await
             .with_context(|| format!("{}: warm-up", s.name))?;
     }
-    let turns = |round: usize, n: usize| (0..n).map(move |i| (i + round) % n);
     eprintln!("sequential writes, {rounds} rounds ...");
     for round in 0..rounds {
         let share = share_of(args.sequential, rounds, round);
-        for i in turns(round, systems.len()) {
+        for i in turn_order(round, systems.len()) {
             systems[i].sequential_turn(share, round).await?;
         }
     }
     eprintln!("{} writes in flight, {rounds} rounds ...", args.in_flight);
     for round in 0..rounds {
         let share = share_of(args.concurrent, rounds, round);
-        for i in turns(round, systems.len()) {
+        for i in turn_order(round, systems.len()) {
             systems[i].concurrent_turn(share, args.in_flight, round).await?;
         }
     }
@@ -309,6 +308,13 @@ pub async fn measure(args: &StoreArgs) -> Result<Measured> {
 /// Round `round`'s part of `total` writes split over `rounds`.
 fn share_of(total: usize, rounds: usize, round: usize) -> usize {
     total / rounds + usize::from(round < total % rounds)
+}
+
+/// The order in which `systems` systems take their turns in `round`: each
+/// round starts one system later, so that none always goes first (right
+/// after a phase change) or always follows the same system.
+fn turn_order(round: usize, systems: usize) -> impl Iterator<Item = usize> {
+    (0..systems).map(move |i| (i + round) % systems)
 }
 
 fn ms(d: Duration) -> String {
@@ -442,5 +448,38 @@ pub fn print(measured: &Measured, args: &StoreArgs) {
                 f.samples.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rounds_share_out_every_write() {
+        for (total, rounds) in [(2000, 5), (10000, 5), (7, 3), (2, 5), (0, 4)] {
+            let shares: Vec<usize> = (0..rounds).map(|r| share_of(total, rounds, r)).collect();
+            assert_eq!(
+                shares.iter().sum::<usize>(),
+                total,
+                "{total} over {rounds}: {shares:?}"
+            );
+            let (min, max) = (shares.iter().min(), shares.iter().max());
+            assert!(max.zip(min).is_some_and(|(a, b)| a - b <= 1), "even: {shares:?}");
+        }
+    }
+
+    #[test]
+    fn every_system_takes_one_turn_per_round_and_each_goes_first_in_turn() {
+        let firsts: Vec<usize> = (0..3)
+            .map(|round| {
+                let mut order: Vec<usize> = turn_order(round, 3).collect();
+                let first = order[0];
+                order.sort();
+                assert_eq!(order, vec![0, 1, 2]);
+                first
+            })
+            .collect();
+        assert_eq!(firsts, vec![0, 1, 2]);
     }
 }
