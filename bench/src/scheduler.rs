@@ -13,7 +13,7 @@
 
 use anyhow::{bail, Context, Result};
 use futures::stream::{self, StreamExt};
-use rk_client::Event;
+use rk_client::{Event, WatchEventType};
 use rk_proto::v1 as pb;
 use rk_testkit::Cluster;
 use serde_json::json;
@@ -249,21 +249,35 @@ pub async fn run(args: &SchedulerArgs) -> Result<SchedulerFigures> {
 
 /// Waits up to 60 s for `pods` "Scheduled" Events; returns how many there
 /// were and, if all came, when the last one did (seconds from now).
+///
+/// It lists them once and then watches from the list's revision: listing
+/// all of them again and again, as it did, competed for the leader's CPU
+/// with the Event writer it was timing, and so overstated the lag.
 async fn wait_for_scheduled_events(c: &rk_client::Client, pods: usize) -> Result<(usize, Option<f64>)> {
+    const SCHEDULED: &str = "reason=Scheduled";
     let start = Instant::now();
     let params = rk_client::ListParams {
         namespace: Some("default".into()),
-        field_selector: "reason=Scheduled".into(),
+        field_selector: SCHEDULED.into(),
         ..Default::default()
     };
-    loop {
-        let (events, _) = c.list("events", &params).await.context("list events")?;
-        if events.len() >= pods {
-            return Ok((events.len(), Some(start.elapsed().as_secs_f64())));
+    let (listed, revision) = c.list("events", &params).await.context("list events")?;
+    let mut seen = listed.len();
+    let mut events = c.watch(pb::WatchRequest {
+        resource: "events".into(),
+        namespace: "default".into(),
+        since_revision: revision,
+        field_selector: SCHEDULED.into(),
+        ..Default::default()
+    });
+    let deadline = start + Duration::from_secs(60);
+    while seen < pods {
+        match tokio::time::timeout_at(deadline.into(), events.recv()).await {
+            Ok(Some(Ok(Event { kind, .. }))) => seen += usize::from(kind == WatchEventType::Added),
+            Ok(Some(Err(e))) => bail!("watching events: {e}"),
+            Ok(None) => bail!("the watch on events ended"),
+            Err(_) => return Ok((seen, None)),
         }
-        if start.elapsed() > Duration::from_secs(60) {
-            return Ok((events.len(), None));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    Ok((seen, Some(start.elapsed().as_secs_f64())))
 }
