@@ -247,6 +247,7 @@ impl Worker {
                 _ => leftovers.push(c.id),
             }
         }
+        restore_finished(&mut slots, &raw["status"]);
         let start_time = raw["status"]["startTime"]
             .as_str()
             .map(str::to_string)
@@ -375,9 +376,17 @@ impl Worker {
             .collect()
     }
 
+    /// Whether the Pod has finished: by what its containers did, or
+    /// because the store already has it finished. A Pod never leaves a
+    /// terminal phase (Kubernetes' rule too): nothing of it is started
+    /// again, and no status that undoes its ending is written.
     fn is_terminal(&self) -> bool {
         let (init, app) = self.views();
-        matches!(status::phase(&self.policy(), &init, &app), "Succeeded" | "Failed")
+        is_terminal_phase(status::phase(&self.policy(), &init, &app)) || self.reported_finished()
+    }
+
+    fn reported_finished(&self) -> bool {
+        self.last_status["phase"].as_str().is_some_and(is_terminal_phase)
     }
 
     fn views(&self) -> (Vec<ContainerView>, Vec<ContainerView>) {
@@ -1050,7 +1059,8 @@ impl Worker {
         };
         let now = crate::node::now_rfc3339();
         let status = status::pod_status(&view, &self.last_status, &now);
-        if status == self.last_status {
+        let reopens = self.reported_finished() && !status["phase"].as_str().is_some_and(is_terminal_phase);
+        if status == self.last_status || reopens {
             return true;
         }
         let mut obj = self.raw.clone();
@@ -1076,6 +1086,45 @@ impl Worker {
 
 pub fn container_id(pod_uid: &str, name: &str, attempt: u32) -> String {
     format!("{pod_uid}-{name}-{attempt}")
+}
+
+fn is_terminal_phase(phase: &str) -> bool {
+    matches!(phase, "Succeeded" | "Failed")
+}
+
+/// Gives each container the runtime no longer has the ending its stored
+/// status reports, if it had ended. A finished Pod's sandbox is removed,
+/// and its containers with it, so an agent restarted after a Pod finished
+/// found nothing to adopt and ran the Pod again from the start: a Job's
+/// pod with `restartPolicy: Never` completed twice (chaos seed 129).
+fn restore_finished(slots: &mut [Slot], status: &Value) {
+    for slot in slots.iter_mut().filter(|s| s.id.is_none()) {
+        let list = if slot.init {
+            "initContainerStatuses"
+        } else {
+            "containerStatuses"
+        };
+        let Some(stored) = status[list]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["name"] == slot.spec.name.as_str()))
+        else {
+            continue;
+        };
+        let Some(ended) = CState::terminated_from_json(&stored["state"]) else {
+            continue;
+        };
+        slot.state = ended;
+        slot.last_state = CState::terminated_from_json(&stored["lastState"]);
+        slot.ever_started = true;
+        slot.restart_count = stored["restartCount"]
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0);
+        slot.id = stored["containerID"]
+            .as_str()
+            .and_then(|id| id.strip_prefix("rk://"))
+            .map(str::to_string);
+    }
 }
 
 fn observed_state(s: &ContainerState) -> CState {
@@ -1155,5 +1204,46 @@ pub async fn stop_container(rt: &Arc<dyn Runtime>, id: &str, grace: Duration) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn slot(name: &str) -> Slot {
+        let spec = Container {
+            name: name.into(),
+            ..Default::default()
+        };
+        Slot::new(spec, false)
+    }
+
+    #[test]
+    fn a_container_the_runtime_lost_keeps_the_ending_the_store_has() {
+        let status = json!({"phase": "Succeeded", "containerStatuses": [
+            {"name": "done", "restartCount": 2, "containerID": "rk://pod-done-2",
+             "state": {"terminated": {"exitCode": 0, "reason": "Completed",
+                                      "startedAt": "2026-11-28T13:39:57Z", "finishedAt": "2026-11-28T13:39:59Z"}},
+             "lastState": {"terminated": {"exitCode": 1, "reason": "Error",
+                                          "startedAt": "2026-11-28T13:39:50Z", "finishedAt": "2026-11-28T13:39:52Z"}}},
+            {"name": "running", "restartCount": 0, "state": {"running": {"startedAt": "2026-11-28T13:39:57Z"}}}
+        ]});
+        let mut slots = vec![slot("done"), slot("running"), slot("adopted")];
+        slots[2].id = Some("pod-adopted-0".into());
+        restore_finished(&mut slots, &status);
+
+        let done = &slots[0];
+        assert_eq!(done.state.exit_code(), Some(0));
+        assert_eq!(done.last_state.as_ref().and_then(CState::exit_code), Some(1));
+        assert_eq!((done.restart_count, done.ever_started), (2, true));
+        assert_eq!(done.id.as_deref(), Some("pod-done-2"));
+        // A container stored as running is unknown now: the runtime decides.
+        assert!(matches!(slots[1].state, CState::Waiting { .. }));
+        assert!(!slots[1].ever_started);
+        // What the runtime still has wins over the store.
+        assert_eq!(slots[2].id.as_deref(), Some("pod-adopted-0"));
+        assert!(matches!(slots[2].state, CState::Waiting { .. }));
     }
 }

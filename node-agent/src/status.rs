@@ -61,6 +61,21 @@ impl CState {
         }
     }
 
+    /// A `terminated` state as a container status in the store has it;
+    /// `None` for any other state, or one that does not read.
+    pub fn terminated_from_json(state: &Value) -> Option<CState> {
+        let t = state.get("terminated")?;
+        let text = |k: &str| t[k].as_str().unwrap_or_default().to_string();
+        Some(CState::Terminated {
+            exit_code: t["exitCode"].as_i64().and_then(|c| i32::try_from(c).ok())?,
+            signal: t["signal"].as_i64().and_then(|s| i32::try_from(s).ok()),
+            reason: text("reason"),
+            message: text("message"),
+            started_at: text("startedAt"),
+            finished_at: text("finishedAt"),
+        })
+    }
+
     pub fn exit_code(&self) -> Option<i32> {
         match self {
             CState::Terminated { exit_code, .. } => Some(*exit_code),

@@ -450,6 +450,44 @@ async fn an_agent_restart_keeps_containers_running_and_cleans_up_after_deletes()
     .await;
 }
 
+/// Found by chaos seed 129: a finished Pod's sandbox is removed, so an
+/// agent restarted after the Pod finished found nothing of it to adopt and
+/// ran it again from the start; a Job's `restartPolicy: Never` pod
+/// completed twice. A Pod never leaves a terminal phase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_agent_does_not_run_a_finished_pod_again() {
+    let cluster = Cluster::start(1);
+    let mut agent = cluster.add_agent(&[]);
+    let c = cluster.client();
+    let host = tempfile::tempdir().expect("tmp");
+    let mut once = sh("c", "echo ran >> /host/runs");
+    once["volumeMounts"] = json!([{"name": "host", "mountPath": "/host"}]);
+    let mut p = pod("once", "Never", json!([once]));
+    p["spec"]["volumes"] = json!([{"name": "host", "hostPath": {"path": host.path().display().to_string()}}]);
+    run_pod(&c, &agent, p).await;
+    let finished = wait_phase(&cluster, &agent, "once", "Succeeded").await;
+    let runs = || std::fs::read_to_string(host.path().join("runs")).unwrap_or_default();
+    assert_eq!(runs(), "ran\n");
+
+    agent.kill();
+    agent.start();
+    // The restarted agent has synced its Pods once a new one runs.
+    run_pod(
+        &c,
+        &agent,
+        pod("witness", "Always", json!([sh("c", "sleep 3600")])),
+    )
+    .await;
+    wait_phase(&cluster, &agent, "witness", "Running").await;
+    // Give a wrongly restarted container the time to write again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(runs(), "ran\n", "the finished Pod ran again");
+    let after = get(&c, "once").await;
+    assert_eq!(after["status"]["phase"], "Succeeded", "{after:#}");
+    assert_eq!(state(&after, "c")["restartCount"], 0);
+    assert_eq!(state(&after, "c")["state"], state(&finished, "c")["state"]);
+}
+
 /// Found by chaos seed 1: a Pod finished while its node could not reach
 /// the control plane, the status write timed out, and the finished Pod was
 /// never reported (its worker waited an hour), so its Job stalled at 2 of 3
