@@ -393,16 +393,12 @@ pub fn print(measured: &Measured, args: &StoreArgs) {
         &msf,
         "",
     );
-    let cpu = |f: &StoreFigures| f.seq_cpu_per_write.map(|c| c.as_secs_f64() * 1e6);
-    let [e, et] = peers.map(|p| p.and_then(cpu));
-    row(
-        "sequential: CPU per write, all members",
-        cpu(rk),
-        e,
-        et,
-        &|v| format!("{v:.0} us"),
-        "",
-    );
+    let cpu_row = |name: &str, of: fn(&StoreFigures) -> Option<Duration>| {
+        let us = |f: &StoreFigures| of(f).map(|c| c.as_secs_f64() * 1e6);
+        let [e, et] = peers.map(|p| p.and_then(us));
+        row(name, us(rk), e, et, &|v| format!("{v:.0} us"), "");
+    };
+    cpu_row("sequential: CPU per write, all members", |f| f.seq_cpu_per_write);
     let [e, et] = peers.map(|p| p.and_then(|e| e.conc.as_ref()).map(|c| c.1));
     row(
         &format!("{} in flight: throughput (writes/s)", args.in_flight),
@@ -422,15 +418,9 @@ pub fn print(measured: &Measured, args: &StoreArgs) {
         &msf,
         "rk/etcd <= 1",
     );
-    let cpu = |f: &StoreFigures| f.conc_cpu_per_write.map(|c| c.as_secs_f64() * 1e6);
-    let [e, et] = peers.map(|p| p.and_then(cpu));
-    row(
+    cpu_row(
         &format!("{} in flight: CPU per write, all members", args.in_flight),
-        cpu(rk),
-        e,
-        et,
-        &|v| format!("{v:.0} us"),
-        "",
+        |f| f.conc_cpu_per_write,
     );
     let [e, et] = peers.map(|p| d(p.and_then(|e| e.failover.as_ref()), |s| s.p50));
     row(
