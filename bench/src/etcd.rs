@@ -176,6 +176,11 @@ impl EtcdCluster {
         }
     }
 
+    /// How many members the cluster has, running or not.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
     /// The process ids of the members that are running.
     pub fn pids(&self) -> Vec<u32> {
         self.members

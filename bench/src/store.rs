@@ -242,7 +242,7 @@ async fn rk_failover(cluster: &mut Cluster, k: usize) -> Result<Duration> {
 
 async fn etcd_failover(cluster: &mut EtcdCluster, k: usize) -> Result<Duration> {
     let leader = cluster.leader().await?;
-    let survivor = (leader + 1) % cluster.pids().len().max(1);
+    let survivor = (leader + 1) % cluster.len();
     let write = etcd_writer(cluster.kv(survivor).await?, b"x".to_vec());
     write(format!("pre-{k}")).await?;
     cluster.kill(leader);
@@ -371,63 +371,56 @@ pub fn print(measured: &Measured, args: &StoreArgs) {
             target
         );
     };
-    let msf = |v: f64| format!("{v:.2} ms");
-    let d = |s: Option<&Summary>, f: fn(&Summary) -> Duration| s.map(|s| f(s).as_secs_f64() * 1000.0);
+    // One row: the figure `of` each system, shown with `fmt`.
     let peers = [etcd, etcd_tls];
-    let seq = |f: fn(&Summary) -> Duration| peers.map(|p| d(p.and_then(|e| e.seq.as_ref()), f));
-    let [e, et] = seq(|s| s.p50);
-    row(
+    let figure =
+        |name: &str, of: &dyn Fn(&StoreFigures) -> Option<f64>, fmt: &dyn Fn(f64) -> String, target: &str| {
+            let [e, et] = peers.map(|p| p.and_then(of));
+            row(name, of(rk), e, et, fmt, target);
+        };
+    let msf = |v: f64| format!("{v:.2} ms");
+    let usf = |v: f64| format!("{v:.0} us");
+    let ms_of = |d: Duration| d.as_secs_f64() * 1000.0;
+    let us_of = |d: Duration| d.as_secs_f64() * 1e6;
+    figure(
         &format!("sequential write p50 (n={})", args.sequential),
-        d(rk.seq.as_ref(), |s| s.p50),
-        e,
-        et,
+        &|f| f.seq.as_ref().map(|s| ms_of(s.p50)),
         &msf,
         "rk/etcd <= 1",
     );
-    let [e, et] = seq(|s| s.p99);
-    row(
+    figure(
         "sequential write p99",
-        d(rk.seq.as_ref(), |s| s.p99),
-        e,
-        et,
+        &|f| f.seq.as_ref().map(|s| ms_of(s.p99)),
         &msf,
         "",
     );
-    let cpu_row = |name: &str, of: fn(&StoreFigures) -> Option<Duration>| {
-        let us = |f: &StoreFigures| of(f).map(|c| c.as_secs_f64() * 1e6);
-        let [e, et] = peers.map(|p| p.and_then(us));
-        row(name, us(rk), e, et, &|v| format!("{v:.0} us"), "");
-    };
-    cpu_row("sequential: CPU per write, all members", |f| f.seq_cpu_per_write);
-    let [e, et] = peers.map(|p| p.and_then(|e| e.conc.as_ref()).map(|c| c.1));
-    row(
+    figure(
+        "sequential: CPU per write, all members",
+        &|f| f.seq_cpu_per_write.map(us_of),
+        &usf,
+        "",
+    );
+    figure(
         &format!("{} in flight: throughput (writes/s)", args.in_flight),
-        rk.conc.as_ref().map(|c| c.1),
-        e,
-        et,
+        &|f| f.conc.as_ref().map(|c| c.1),
         &|v| format!("{v:.0}/s"),
         "rk/etcd >= 2",
     );
-    let p99 = |c: &(Summary, f64)| c.0.p99.as_secs_f64() * 1000.0;
-    let [e, et] = peers.map(|p| p.and_then(|e| e.conc.as_ref()).map(p99));
-    row(
+    figure(
         &format!("{} in flight: p99", args.in_flight),
-        rk.conc.as_ref().map(p99),
-        e,
-        et,
+        &|f| f.conc.as_ref().map(|c| ms_of(c.0.p99)),
         &msf,
         "rk/etcd <= 1",
     );
-    cpu_row(
+    figure(
         &format!("{} in flight: CPU per write, all members", args.in_flight),
-        |f| f.conc_cpu_per_write,
+        &|f| f.conc_cpu_per_write.map(us_of),
+        &usf,
+        "",
     );
-    let [e, et] = peers.map(|p| d(p.and_then(|e| e.failover.as_ref()), |s| s.p50));
-    row(
+    figure(
         &format!("leader kill -9 -> first write, median (n={})", args.kills),
-        d(rk.failover.as_ref(), |s| s.p50),
-        e,
-        et,
+        &|f| f.failover.as_ref().map(|s| ms_of(s.p50)),
         &msf,
         "rk <= 500 ms",
     );
