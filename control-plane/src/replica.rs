@@ -10,6 +10,7 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use rk_api::{ApiError, Reason};
 use rk_proto::v1::raft_client::RaftClient;
 use rk_proto::v1::RaftBytes;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a request waits for a leader to appear before answering
@@ -36,13 +37,21 @@ type Proposal = (LogCommand, tokio::sync::oneshot::Sender<Submitted>);
 /// out at once, so batching adds no latency when the load is light.
 pub struct Batcher {
     tx: tokio::sync::mpsc::Sender<Proposal>,
+    raft: Raft,
+    /// One per batch in flight.
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl Batcher {
     pub fn spawn(raft: Raft) -> Self {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Proposal>(MAX_BATCH * BATCHES_IN_FLIGHT);
+        let permits = Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
+        let batcher = Batcher {
+            tx,
+            raft: raft.clone(),
+            permits: permits.clone(),
+        };
         tokio::spawn(async move {
-            let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
             while let Some(first) = rx.recv().await {
                 // Waiting for a permit first lets the next batch grow.
                 let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -58,60 +67,30 @@ impl Batcher {
                 let raft = raft.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    let (mut cmds, waiters): (Vec<LogCommand>, Vec<_>) = batch.into_iter().unzip();
-                    let cmd = if cmds.len() == 1 {
-                        Ok(cmds.remove(0))
-                    } else {
-                        LogCommand::batch(&cmds)
-                    };
-                    let written = match cmd {
-                        Ok(cmd) => raft.client_write(cmd).await,
-                        Err(e) => {
-                            // Unreachable in practice: every member is JSON
-                            // that serde_json produced.
-                            let err = ApiError::new(Reason::InternalError, format!("batching commands: {e}"));
-                            for w in waiters {
-                                let _ = w.send(Submitted::Done(Err(err.clone())));
-                            }
-                            return;
-                        }
-                    };
-                    match written {
-                        Ok(resp) => {
-                            let mut outcomes = resp.data.outcomes.into_iter();
-                            for w in waiters {
-                                let r = match outcomes.next() {
-                                    Some(o) => o.map_err(ApiError::from),
-                                    None => Err(ApiError::new(
-                                        Reason::InternalError,
-                                        "the command produced no result",
-                                    )),
-                                };
-                                let _ = w.send(Submitted::Done(r));
-                            }
-                        }
-                        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                            for w in waiters {
-                                let _ = w.send(Submitted::NotLeader);
-                            }
-                        }
-                        Err(e) => {
-                            let err = match e {
-                                RaftError::Fatal(f) => unavailable(format!("replica stopped: {f}")),
-                                other => ApiError::new(Reason::InternalError, other.to_string()),
-                            };
-                            for w in waiters {
-                                let _ = w.send(Submitted::Done(Err(err.clone())));
-                            }
-                        }
+                    let (cmds, waiters): (Vec<LogCommand>, Vec<_>) = batch.into_iter().unzip();
+                    for (waiter, answer) in waiters.into_iter().zip(write_entry(&raft, cmds).await) {
+                        let _ = waiter.send(answer);
                     }
                 });
             }
         });
-        Batcher { tx }
+        batcher
     }
 
     async fn submit(&self, cmd: LogCommand) -> Submitted {
+        // Nothing queued and a batch slot free: this proposal would form a
+        // batch of one at once, so it is written from the caller's task.
+        // Going through the batcher's task and a task of its own cost a
+        // sequential write three more task wake-ups. The semaphore is
+        // fair: a slot the batcher waits for is never taken here.
+        if self.tx.capacity() == self.tx.max_capacity() {
+            if let Ok(_permit) = self.permits.clone().try_acquire_owned() {
+                return write_entry(&self.raft, vec![cmd])
+                    .await
+                    .pop()
+                    .unwrap_or_else(|| Submitted::Done(Err(no_result())));
+            }
+        }
         let (tx, rx) = tokio::sync::oneshot::channel();
         if self.tx.send((cmd, tx)).await.is_err() {
             return Submitted::Done(Err(unavailable("replica shutting down")));
@@ -119,6 +98,49 @@ impl Batcher {
         rx.await
             .unwrap_or_else(|_| Submitted::Done(Err(unavailable("replica shutting down"))))
     }
+}
+
+/// Proposes `cmds` as one log entry and answers each, in order.
+async fn write_entry(raft: &Raft, mut cmds: Vec<LogCommand>) -> Vec<Submitted> {
+    let n = cmds.len();
+    let to_all = |answer: &dyn Fn() -> Submitted| (0..n).map(|_| answer()).collect();
+    let cmd = if n == 1 {
+        Ok(cmds.remove(0))
+    } else {
+        LogCommand::batch(&cmds)
+    };
+    let cmd = match cmd {
+        Ok(cmd) => cmd,
+        Err(e) => {
+            // Unreachable in practice: every member is JSON that
+            // serde_json produced.
+            let err = ApiError::new(Reason::InternalError, format!("batching commands: {e}"));
+            return to_all(&|| Submitted::Done(Err(err.clone())));
+        }
+    };
+    match raft.client_write(cmd).await {
+        Ok(resp) => {
+            let mut outcomes = resp.data.outcomes.into_iter();
+            (0..n)
+                .map(|_| match outcomes.next() {
+                    Some(o) => Submitted::Done(o.map_err(ApiError::from)),
+                    None => Submitted::Done(Err(no_result())),
+                })
+                .collect()
+        }
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => to_all(&|| Submitted::NotLeader),
+        Err(e) => {
+            let err = match e {
+                RaftError::Fatal(f) => unavailable(format!("replica stopped: {f}")),
+                other => ApiError::new(Reason::InternalError, other.to_string()),
+            };
+            to_all(&|| Submitted::Done(Err(err.clone())))
+        }
+    }
+}
+
+fn no_result() -> ApiError {
+    ApiError::new(Reason::InternalError, "the command produced no result")
 }
 
 pub struct Replica {
@@ -142,9 +164,10 @@ fn refused(st: &tonic::Status) -> bool {
     st.message().contains("connect") || st.message().contains("refused")
 }
 
-/// The command as Raft carries it: encoded once, here.
-fn encode(cmd: &Command) -> Result<LogCommand, ApiError> {
-    LogCommand::encode(cmd)
+/// The command as Raft carries it: encoded once, here, and kept for this
+/// replica's own apply should it lead (see [`LogCommand`]).
+fn encode(cmd: Command) -> Result<LogCommand, ApiError> {
+    LogCommand::propose(cmd)
         .map_err(|e| ApiError::new(Reason::InternalError, format!("encoding the command: {e}")))
 }
 
@@ -171,7 +194,7 @@ impl Replica {
     /// Commits `cmd` through Raft. On a follower the command is handed to
     /// the leader; while there is no leader it waits up to LEADER_WAIT.
     pub async fn propose(&self, cmd: Command) -> Result<Applied, ApiError> {
-        let cmd = encode(&cmd)?;
+        let cmd = encode(cmd)?;
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         // Until when this call keeps pressing for an election, once the
         // leader's port refused a connection (see `press_for_election`).
@@ -267,7 +290,7 @@ impl Replica {
     /// Applies a command that a follower forwarded. Never forwards again:
     /// if leadership moved meanwhile the follower retries.
     pub async fn propose_local(&self, cmd: Command) -> Result<Applied, ApiError> {
-        match self.batcher.submit(encode(&cmd)?).await {
+        match self.batcher.submit(encode(cmd)?).await {
             Submitted::Done(r) => r,
             Submitted::NotLeader => Err(unavailable("not the leader")),
         }
