@@ -162,10 +162,10 @@ impl ApiSvc {
         Ok((kind, obj))
     }
 
-    async fn create_inner(&self, req: pb::CreateRequest) -> std::result::Result<(Arc<Value>, u64), ApiError> {
+    async fn create_inner(&self, req: pb::CreateRequest) -> std::result::Result<Written, ApiError> {
         let (kind, obj) = self.prepare_create(&req.resource, parse_object(&req.object)?)?;
         if req.dry_run {
-            return Ok((Arc::new(obj), self.replica.store.revision()));
+            return Ok(Written::unwritten(obj, self.replica.store.revision()));
         }
         let applied = self
             .replica
@@ -252,7 +252,7 @@ impl ApiSvc {
         ))
     }
 
-    async fn update_inner(&self, req: pb::UpdateRequest) -> std::result::Result<(Arc<Value>, u64), ApiError> {
+    async fn update_inner(&self, req: pb::UpdateRequest) -> std::result::Result<Written, ApiError> {
         // An update without a resourceVersion is validated against the
         // object as stored now; if someone else writes in between, validate
         // again rather than lose their write or skip immutability checks.
@@ -261,7 +261,7 @@ impl ApiSvc {
             let (op, own_precondition) = self.prepare_update(&req.resource, raw.clone(), req.status)?;
             if req.dry_run {
                 if let Op::Update { object, .. } = op {
-                    return Ok((Arc::new(object), self.replica.store.revision()));
+                    return Ok(Written::unwritten(object, self.replica.store.revision()));
                 }
             }
             match self
@@ -332,6 +332,14 @@ impl ApiSvc {
     }
 }
 
+fn written_response(written: Written) -> Response<pb::ObjectResponse> {
+    let revision = written.revision;
+    Response::new(pb::ObjectResponse {
+        object: written.into_json(),
+        revision,
+    })
+}
+
 fn obj_response(obj: &Value, revision: u64) -> Response<pb::ObjectResponse> {
     Response::new(pb::ObjectResponse {
         object: serde_json::to_vec(obj).unwrap_or_default(),
@@ -345,14 +353,14 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent>> + Send>>;
 impl Api for ApiSvc {
     async fn create(&self, req: Request<pb::CreateRequest>) -> Result<Response<pb::ObjectResponse>> {
         auth::require_api(&req)?;
-        let (obj, rev) = self.create_inner(req.into_inner()).await.map_err(err)?;
-        Ok(obj_response(&obj, rev))
+        let written = self.create_inner(req.into_inner()).await.map_err(err)?;
+        Ok(written_response(written))
     }
 
     async fn update(&self, req: Request<pb::UpdateRequest>) -> Result<Response<pb::ObjectResponse>> {
         auth::require_api(&req)?;
-        let (obj, rev) = self.update_inner(req.into_inner()).await.map_err(err)?;
-        Ok(obj_response(&obj, rev))
+        let written = self.update_inner(req.into_inner()).await.map_err(err)?;
+        Ok(written_response(written))
     }
 
     async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::ObjectResponse>> {

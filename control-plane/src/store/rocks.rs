@@ -1209,6 +1209,7 @@ impl StateMachine {
                     revision: self.revision,
                     objects: vec![],
                     replica_id: id,
+                    first_json: None,
                 }));
             }
             Command::Txn(txn) => {
@@ -1256,10 +1257,12 @@ impl StateMachine {
                             .map_err(write_err)?;
                         batch.put_cf(cf(&self.db, CF_HISTORY), be(next), history);
                         revisions.push(rev_events);
+                        let first_json = fx.objects.first().and_then(|o| encoded.remove(&Arc::as_ptr(o)));
                         outcomes.push(Ok(Applied {
                             revision: next,
                             objects: fx.objects,
                             replica_id: self.replica_id,
+                            first_json,
                         }));
                     }
                 }
@@ -2115,6 +2118,36 @@ mod tests {
         assert_eq!(store.revision(), 3);
         let h = store.history(1, 3).expect("history");
         assert_eq!(h.iter().map(|r| r.revision).collect::<Vec<_>>(), vec![2, 3]);
+    }
+
+    /// A reply sends the JSON the state machine stored, so it must be the
+    /// object's own encoding, and only where an object was written.
+    #[tokio::test]
+    async fn each_written_object_comes_back_with_the_json_stored_for_it() {
+        let (_dir, mut sm, store) = machine_with_default_namespace().await;
+        let check = Command::Txn(Txn {
+            now: "2026-11-27T00:00:00Z".into(),
+            ops: vec![Op::CheckAbsent {
+                resource: "configmaps".into(),
+                namespace: "default".into(),
+                name: "zz".into(),
+            }],
+        });
+        let batch = Command::Batch(vec![create("a"), check, create("a")]);
+        let res = sm.apply(vec![entry(2, batch)]).await.expect("apply");
+        let outcomes = &res[0].outcomes;
+        let written = outcomes[0].as_ref().expect("created");
+        let json = written.first_json.as_deref().expect("the created object's JSON");
+        assert_eq!(json, serde_json::to_vec(&*written.objects[0]).expect("encode"));
+        let stored = store
+            .get(&crate::store::objects::object_key("configmaps", "default", "a"))
+            .expect("read")
+            .expect("stored");
+        assert_eq!(json, serde_json::to_vec(&stored).expect("encode"));
+        assert_eq!(stored["metadata"]["resourceVersion"], "2");
+        let checked = outcomes[1].as_ref().expect("the check passes");
+        assert!(checked.first_json.is_none(), "a check writes nothing");
+        assert!(outcomes[2].is_err(), "the duplicate fails");
     }
 
     #[tokio::test]

@@ -255,15 +255,50 @@ pub struct Applied {
     /// nothing.
     pub objects: Vec<Arc<Value>>,
     pub replica_id: u64,
+    /// The JSON of the first object, as the state machine encoded it for
+    /// the store, when it wrote that object. A reply sends these bytes
+    /// rather than encoding the object a second time. Only for this
+    /// replica: not sent to the replica that forwarded the write.
+    #[serde(skip)]
+    pub first_json: Option<Vec<u8>>,
+}
+
+/// A written object as a reply carries it.
+pub struct Written {
+    pub object: Arc<Value>,
+    /// Its JSON, if already encoded (see [`Applied::first_json`]).
+    pub json: Option<Vec<u8>>,
+    pub revision: u64,
+}
+
+impl Written {
+    /// An object not written (a dry run) with the store's `revision`.
+    pub fn unwritten(object: Value, revision: u64) -> Self {
+        Written {
+            object: Arc::new(object),
+            json: None,
+            revision,
+        }
+    }
+
+    /// Its JSON: the bytes already encoded, or encoded now.
+    pub fn into_json(self) -> Vec<u8> {
+        match self.json {
+            Some(json) => json,
+            None => serde_json::to_vec(&*self.object).unwrap_or_default(),
+        }
+    }
 }
 
 impl Applied {
-    /// The first op's object (as a single-op write returns it) and the
-    /// revision. Shared with the watch feed: a caller that only encodes it
-    /// for its reply copies nothing.
-    pub fn into_first(self) -> (Arc<Value>, u64) {
-        let first = self.objects.into_iter().next().unwrap_or_default();
-        (first, self.revision)
+    /// The first op's object (as a single-op write returns it), its JSON
+    /// if already encoded, and the revision.
+    pub fn into_first(self) -> Written {
+        Written {
+            object: self.objects.into_iter().next().unwrap_or_default(),
+            json: self.first_json,
+            revision: self.revision,
+        }
     }
 }
 
