@@ -287,10 +287,17 @@ impl Replica {
         let _ = self.raft.trigger().elect().await;
     }
 
-    /// Applies a command that a follower forwarded. Never forwards again:
-    /// if leadership moved meanwhile the follower retries.
+    /// Proposes `cmd` on this replica only, never forwarding: for the
+    /// leader's own controllers, and for a command a follower forwarded
+    /// (which retries if leadership moved meanwhile).
     pub async fn propose_local(&self, cmd: Command) -> Result<Applied, ApiError> {
-        match self.batcher.submit(encode(cmd)?).await {
+        self.propose_encoded_local(encode(cmd)?).await
+    }
+
+    /// [`Replica::propose_local`] for a command already encoded: a
+    /// follower's forwarded text is proposed as it came.
+    pub async fn propose_encoded_local(&self, cmd: LogCommand) -> Result<Applied, ApiError> {
+        match self.batcher.submit(cmd).await {
             Submitted::Done(r) => r,
             Submitted::NotLeader => Err(unavailable("not the leader")),
         }

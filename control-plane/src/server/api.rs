@@ -392,10 +392,7 @@ impl Api for ApiSvc {
             }))
             .await
             .map_err(err)?;
-        Ok(obj_response(
-            a.objects.first().map_or(&Value::Null, |o| o.as_ref()),
-            a.revision,
-        ))
+        Ok(written_response(a.into_first()))
     }
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::ObjectResponse>> {

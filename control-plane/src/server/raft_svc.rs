@@ -123,8 +123,10 @@ impl RaftService for RaftSvc {
 
     async fn propose(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
         auth::require_replica(&req)?;
-        let cmd: Command = decode(&req.into_inner().data)?;
-        match self.replica.propose_local(cmd).await {
+        // Proposed as the text the follower encoded, not encoded again.
+        let cmd = LogCommand::received(&req.into_inner().data)
+            .map_err(|e| Status::invalid_argument(format!("undecodable command: {e}")))?;
+        match self.replica.propose_encoded_local(cmd).await {
             Ok(a) => encode(&Ok::<Applied, WireError>(a)),
             // Not being the leader any more is a transport-level condition:
             // the forwarding replica retries elsewhere.

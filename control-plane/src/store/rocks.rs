@@ -1688,21 +1688,26 @@ mod tests {
         }
     }
 
-    fn create(name: &str) -> Command {
+    /// A transaction of the one op `op`.
+    fn txn(op: Op) -> Command {
         Command::Txn(Txn {
             now: "2026-11-27T00:00:00Z".into(),
-            ops: vec![Op::Create {
-                resource: if name.starts_with("ns-") {
-                    "namespaces".into()
-                } else {
-                    "configmaps".into()
-                },
-                object: if let Some(ns) = name.strip_prefix("ns-") {
-                    json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":ns}})
-                } else {
-                    json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":name,"namespace":"default"},"data":{"k":"v"}})
-                },
-            }],
+            ops: vec![op],
+        })
+    }
+
+    fn create(name: &str) -> Command {
+        txn(Op::Create {
+            resource: if name.starts_with("ns-") {
+                "namespaces".into()
+            } else {
+                "configmaps".into()
+            },
+            object: if let Some(ns) = name.strip_prefix("ns-") {
+                json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":ns}})
+            } else {
+                json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":name,"namespace":"default"},"data":{"k":"v"}})
+            },
         })
     }
 
@@ -2125,13 +2130,10 @@ mod tests {
     #[tokio::test]
     async fn each_written_object_comes_back_with_the_json_stored_for_it() {
         let (_dir, mut sm, store) = machine_with_default_namespace().await;
-        let check = Command::Txn(Txn {
-            now: "2026-11-27T00:00:00Z".into(),
-            ops: vec![Op::CheckAbsent {
-                resource: "configmaps".into(),
-                namespace: "default".into(),
-                name: "zz".into(),
-            }],
+        let check = txn(Op::CheckAbsent {
+            resource: "configmaps".into(),
+            namespace: "default".into(),
+            name: "zz".into(),
         });
         let batch = Command::Batch(vec![create("a"), check, create("a")]);
         let res = sm.apply(vec![entry(2, batch)]).await.expect("apply");
@@ -2153,17 +2155,14 @@ mod tests {
     #[tokio::test]
     async fn a_namespace_deleted_earlier_in_one_apply_call_takes_no_creates_later_in_it() {
         let (_dir, mut sm, store) = machine_with_default_namespace().await;
-        let delete_namespace = Command::Txn(Txn {
-            now: "2026-11-27T00:00:00Z".into(),
-            ops: vec![Op::Delete {
-                resource: "namespaces".into(),
-                namespace: String::new(),
-                name: "default".into(),
-                expected_rv: None,
-                expected_uid: None,
-                propagation: None,
-                grace_period_seconds: None,
-            }],
+        let delete_namespace = txn(Op::Delete {
+            resource: "namespaces".into(),
+            namespace: String::new(),
+            name: "default".into(),
+            expected_rv: None,
+            expected_uid: None,
+            propagation: None,
+            grace_period_seconds: None,
         });
         // One call: the first create reads the namespace (and the call
         // remembers it), the delete removes it, the second create must see
@@ -2186,17 +2185,14 @@ mod tests {
     }
 
     fn delete(name: &str) -> Command {
-        Command::Txn(Txn {
-            now: "2026-11-27T00:00:00Z".into(),
-            ops: vec![Op::Delete {
-                resource: "configmaps".into(),
-                namespace: "default".into(),
-                name: name.into(),
-                expected_rv: None,
-                expected_uid: None,
-                propagation: None,
-                grace_period_seconds: None,
-            }],
+        txn(Op::Delete {
+            resource: "configmaps".into(),
+            namespace: "default".into(),
+            name: name.into(),
+            expected_rv: None,
+            expected_uid: None,
+            propagation: None,
+            grace_period_seconds: None,
         })
     }
 
@@ -2504,14 +2500,11 @@ mod tests {
             .expect("a exists");
         changed["metadata"]["labels"] = json!({"app": "web"});
         changed["data"]["k"] = json!("w");
-        let update = Command::Txn(Txn {
-            now: "2026-11-27T00:00:00Z".into(),
-            ops: vec![Op::Update {
-                resource: "configmaps".into(),
-                object: changed,
-                expected_rv: None,
-                status: false,
-            }],
+        let update = txn(Op::Update {
+            resource: "configmaps".into(),
+            object: changed,
+            expected_rv: None,
+            status: false,
         });
         sm.apply(vec![entry(3, update)]).await.expect("apply");
         let h = store.history(2, 3).expect("history");

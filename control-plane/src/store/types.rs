@@ -66,6 +66,16 @@ impl LogCommand {
         Ok(Self::from_text(json, Some(cmd)))
     }
 
+    /// A command another replica encoded and forwarded to this one to
+    /// propose: its text is kept as received, and checked to decode as a
+    /// command (an entry that does not stops every state machine), which
+    /// is kept as if proposed here.
+    pub fn received(json: &[u8]) -> Result<Self, serde_json::Error> {
+        let text: Box<serde_json::value::RawValue> = serde_json::from_slice(json)?;
+        let cmd: Command = serde_json::from_str(text.get())?;
+        Ok(Self::from_text(text, Some(cmd)))
+    }
+
     pub fn encode(cmd: &Command) -> Result<Self, serde_json::Error> {
         Ok(Self::from_text(serde_json::value::to_raw_value(cmd)?, None))
     }
@@ -529,6 +539,17 @@ mod tests {
         let from_disk: LogCommand = serde_json::from_str(proposed.json()).expect("read back");
         assert!(!kept(&from_disk));
         assert_eq!(names(&from_disk.decode().expect("decode")), ["a"]);
+    }
+
+    #[test]
+    fn a_forwarded_command_keeps_its_text_and_is_refused_unless_it_is_a_command() {
+        let sent = LogCommand::encode(&create("a")).expect("encode");
+        let got = LogCommand::received(sent.json().as_bytes()).expect("received");
+        assert_eq!(got.json(), sent.json());
+        assert!(kept(&got));
+        assert_eq!(names(&got.decode().expect("kept")), ["a"]);
+        assert!(LogCommand::received(br#"{"NoSuchCommand":1}"#).is_err());
+        assert!(LogCommand::received(b"{").is_err());
     }
 
     #[test]
