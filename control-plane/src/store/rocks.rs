@@ -25,6 +25,7 @@
 use super::background_io::PacedWriter;
 use super::objects::{self, ObjectRead};
 use super::recent::{RecentObjects, Written};
+use super::snapshot_read::{read_snapshot, SnapshotSink, SnapshotSummary};
 use super::types::*;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine};
 use openraft::{
@@ -817,16 +818,26 @@ impl ObjectStore {
     }
 }
 
-/// The contents of a snapshot, as the replica installing it reads them
-/// (written by [`encode_snapshot`]). Objects stay JSON text: they are
-/// stored as received.
-#[derive(Deserialize)]
-struct SnapshotData {
-    revision: u64,
-    compacted: u64,
-    next_replica_id: u64,
-    objects: Vec<(String, Box<serde_json::value::RawValue>)>,
-    history: Vec<RevisionEvents>,
+/// Puts a received snapshot's objects and history into the write batch
+/// that installs it, as [`read_snapshot`] parses them. Both are stored as
+/// the snapshot holds them: the leader copied them from its own column
+/// families.
+struct InstallBatch<'db> {
+    batch: WriteBatch,
+    objects: &'db rocksdb::ColumnFamily,
+    history: &'db rocksdb::ColumnFamily,
+}
+
+impl SnapshotSink for InstallBatch<'_> {
+    fn object(&mut self, key: &str, json: &serde_json::value::RawValue) {
+        self.batch
+            .put_cf(self.objects, key.as_bytes(), json.get().as_bytes());
+    }
+
+    fn history(&mut self, revision: u64, json: &serde_json::value::RawValue) {
+        self.batch
+            .put_cf(self.history, be(revision), json.get().as_bytes());
+    }
 }
 
 /// What a snapshot records besides the objects and the history.
@@ -942,13 +953,16 @@ fn new_file_in(dir: &Path, prefix: &str) -> std::io::Result<(PathBuf, std::fs::F
 /// A received snapshot, decoded, and the name of the file that now holds
 /// it as this replica's snapshot.
 struct ReceivedSnapshot {
-    data: SnapshotData,
+    /// Replaces the objects and the history with the snapshot's.
+    batch: WriteBatch,
+    summary: SnapshotSummary,
     bytes: u64,
     file: String,
 }
 
-/// Decodes the snapshot received into `file` (read through a buffer, not
-/// whole into memory) and makes the file this replica's snapshot file: by
+/// Reads the snapshot received into `file` (through a buffer, not whole
+/// into memory) into a write batch that replaces this replica's objects
+/// and history, and makes the file this replica's snapshot file: by
 /// renaming it when it is the one at `receiving`, by copying it otherwise.
 /// Blocking.
 fn take_received_snapshot(
@@ -965,7 +979,18 @@ fn take_received_snapshot(
     file.sync_all().map_err(|e| write_err(&e))?;
     let stat = file.metadata().map_err(|e| read_err(&e))?;
     file.seek(SeekFrom::Start(0)).map_err(|e| read_err(&e))?;
-    let data: SnapshotData = serde_json::from_reader(std::io::BufReader::with_capacity(1 << 20, &file))
+    let mut install = InstallBatch {
+        batch: WriteBatch::default(),
+        objects: cf(db, CF_OBJECTS),
+        history: cf(db, CF_HISTORY),
+    };
+    install
+        .batch
+        .delete_range_cf(install.objects, b"".as_slice(), [0xffu8; 8].as_slice());
+    install
+        .batch
+        .delete_range_cf(install.history, be(0), be(u64::MAX));
+    let summary = read_snapshot(std::io::BufReader::with_capacity(1 << 20, &file), &mut install)
         .map_err(|e| read_err(&e))?;
     let dir = snapshot_dir(db);
     let same_file =
@@ -992,7 +1017,8 @@ fn take_received_snapshot(
         }
     };
     Ok(ReceivedSnapshot {
-        data,
+        batch: install.batch,
+        summary,
         bytes: stat.len(),
         file: name,
     })
@@ -1070,7 +1096,7 @@ fn snapshot_io_err(meta: Option<&SnapshotMeta>, verb: ErrorVerb, e: &dyn std::fm
     )
 }
 
-/// A snapshot's data, in the form [`SnapshotData`] reads, from one
+/// A snapshot's data, in the form [`read_snapshot`] reads, from one
 /// consistent view of the database. Objects and history entries are
 /// stored as JSON already and are copied as they are: decoding and encoding
 /// them again made every snapshot of a large store cost seconds of CPU.
@@ -1575,31 +1601,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let file = snapshot.into_std().await;
         let (db, receiving, owned_meta) = (self.db.clone(), self.receiving.take(), meta.clone());
         let ReceivedSnapshot {
-            data,
+            mut batch,
+            summary,
             bytes: size,
             file,
         } = tokio::task::spawn_blocking(move || take_received_snapshot(&db, &owned_meta, file, receiving))
             .await
             .map_err(|e| snapshot_io_err(Some(meta), ErrorVerb::Read, &e))??;
-        let mut batch = WriteBatch::default();
-        let cf_objects = cf(&self.db, CF_OBJECTS);
-        let cf_history = cf(&self.db, CF_HISTORY);
-        batch.delete_range_cf(cf_objects, b"".as_slice(), [0xffu8; 8].as_slice());
-        batch.delete_range_cf(cf_history, be(0), be(u64::MAX));
-        for (k, v) in &data.objects {
-            batch.put_cf(cf_objects, k.as_bytes(), v.get().as_bytes());
-        }
-        let objects = data.objects.len();
-        for rev in &data.history {
-            batch.put_cf(
-                cf_history,
-                be(rev.revision),
-                serde_json::to_vec(rev).map_err(write_err)?,
-            );
-        }
-        self.revision = data.revision;
-        self.compacted = data.compacted;
-        self.next_replica_id = data.next_replica_id;
+        self.revision = summary.revision;
+        self.compacted = summary.compacted;
+        self.next_replica_id = summary.next_replica_id;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.meta_put(&mut batch, KEY_REVISION, &self.revision)?;
@@ -1628,16 +1639,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         tracing::info!(
             snapshot = %meta.snapshot_id,
             revision = self.revision,
-            objects,
+            objects = summary.objects,
             bytes = size,
             "installed a snapshot from the leader"
         );
         self.revision_tx.send_replace(self.revision);
-        // Watchers connected here cannot be told what the snapshot skipped
-        // over unless it is in the copied history; they re-read it from the
-        // history column family, which the snapshot just replaced.
+        // Watchers connected here are told of the newest revision in the
+        // snapshot's history. One further behind sees the gap and re-reads
+        // what it missed from the history column family, which the
+        // snapshot just replaced (or is told to relist, if the snapshot's
+        // history no longer reaches back to it).
         let _ = self.events.send(Arc::new(AppliedBatch {
-            revisions: data.history.into_iter().filter(|r| r.revision > 0).collect(),
+            revisions: summary
+                .last_history
+                .into_iter()
+                .filter(|r| r.revision > 0)
+                .collect(),
         }));
         Ok(())
     }
@@ -2311,11 +2328,26 @@ mod tests {
     /// `begin_receiving_snapshot` gives, in chunks that arrive out of
     /// order, then installed.
     async fn installed_on_a_new_replica(snap: Snapshot) -> (tempfile::TempDir, StateMachine, ObjectStore) {
+        let (dir, sm, store, _) = installed_on_a_new_replica_watched(snap).await;
+        (dir, sm, store)
+    }
+
+    /// The same, with the replica's live feed as subscribed to before the
+    /// install.
+    async fn installed_on_a_new_replica_watched(
+        snap: Snapshot,
+    ) -> (
+        tempfile::TempDir,
+        StateMachine,
+        ObjectStore,
+        broadcast::Receiver<Arc<AppliedBatch>>,
+    ) {
         use tokio::io::{AsyncSeekExt, AsyncWriteExt};
         let dir = tempfile::tempdir().expect("tmp");
         let db = open_db(dir.path()).expect("open");
         let (mut sm, store) =
             StateMachine::open(db.clone(), 2, 1000, LogDurability::everything()).expect("sm");
+        let live = store.subscribe();
         let bytes = snapshot_bytes(snap.snapshot).await;
         let half = bytes.len() / 2;
         let mut receiving = sm.begin_receiving_snapshot().await.expect("receive");
@@ -2331,7 +2363,7 @@ mod tests {
         assert_eq!(snapshot_bytes(current.snapshot).await, bytes);
         let files = snapshot_files(&db);
         assert_eq!(files.len(), 1, "only the installed snapshot's file: {files:?}");
-        (dir, sm, store)
+        (dir, sm, store, live)
     }
 
     /// The files in the snapshot directory whose names start with `prefix`.
@@ -2396,6 +2428,46 @@ mod tests {
         let (items, _) = store2.list_prefix("configmaps/default/").expect("list");
         assert_eq!(items.len(), 2);
         assert_eq!(current_snapshot(&mut sm2).await.meta.last_log_id, built);
+    }
+
+    #[tokio::test]
+    async fn an_installing_replica_announces_the_newest_revision_and_keeps_the_whole_history() {
+        let src = tempfile::tempdir().expect("tmp");
+        let db = open_db(src.path()).expect("open");
+        let (mut sm, leader_store) =
+            StateMachine::open(db, 1, 1000, LogDurability::everything()).expect("sm");
+        sm.apply(vec![
+            entry(1, create("ns-default")),
+            entry(2, create("a")),
+            entry(3, create("b")),
+            entry(4, delete("a")),
+        ])
+        .await
+        .expect("apply");
+        let snap = built_snapshot(&mut sm).await;
+        let (_dst, _sm2, store2, mut live) = installed_on_a_new_replica_watched(snap).await;
+        // Only the newest revision is announced: a watcher behind it sees
+        // the gap and reads the rest from the installed history.
+        let notice = live.try_recv().expect("the install is announced");
+        let announced: Vec<u64> = notice.revisions.iter().map(|r| r.revision).collect();
+        assert_eq!(announced, vec![4]);
+        assert!(live.try_recv().is_err(), "one notice");
+        let as_json = |revs: Vec<RevisionEvents>| -> Vec<String> {
+            revs.iter()
+                .map(|r| serde_json::to_string(r).expect("encode"))
+                .collect()
+        };
+        let installed = as_json(store2.history(0, 4).expect("installed history"));
+        assert_eq!(installed.len(), 4);
+        assert_eq!(
+            installed,
+            as_json(leader_store.history(0, 4).expect("leader history"))
+        );
+        assert_eq!(
+            serde_json::to_string(&notice.revisions[0]).expect("encode"),
+            installed[3],
+            "the notice is the stored revision"
+        );
     }
 
     #[tokio::test]
