@@ -19,6 +19,7 @@
 mod apply;
 mod etcd;
 mod footprint;
+mod join;
 mod phases;
 mod pods;
 mod scheduler;
@@ -50,6 +51,8 @@ enum Cmd {
     Pods(pods::PodsArgs),
     /// A replica's RSS with 100 Nodes and 1000 Pods; node loss → Pods Running elsewhere.
     Footprint,
+    /// A replica joining a store of 30000 objects: snapshot install, catch-up, peak RSS.
+    Join(join::JoinArgs),
     /// Scheduling throughput: 5000 simulated nodes, 10000 Pods, bindings in a 3-replica store.
     Scheduler(scheduler::SchedulerArgs),
     /// What the state machine spends applying Pod creations and bindings,
@@ -254,6 +257,7 @@ async fn main() -> Result<()> {
         Some(Cmd::Store(a)) => a,
         Some(Cmd::Pods(a)) => return pods::run(&a).await,
         Some(Cmd::Footprint) => return print_footprint().await,
+        Some(Cmd::Join(a)) => return join::run(&a).await,
         Some(Cmd::Scheduler(a)) => return print_scheduler(&a).await,
         Some(Cmd::Apply(a)) => return apply::run(&a).await,
         Some(Cmd::All) => return all().await,
