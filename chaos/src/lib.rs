@@ -29,6 +29,10 @@ pub struct Scenario {
     pub dir: PathBuf,
     pub duration: Duration,
     pub bin_dir: Option<PathBuf>,
+    /// Flags for every start of every replica (`cluster up --replica-args`),
+    /// e.g. a low `--snapshot-every` so that replicas that fall behind catch
+    /// up by installing snapshots.
+    pub replica_args: Option<String>,
     pub keep: bool,
 }
 
@@ -39,6 +43,9 @@ pub struct Report {
     pub acknowledged: usize,
     pub unacknowledged: usize,
     pub watched: usize,
+    /// Snapshots the replicas installed from a leader (read from their
+    /// logs): how often a replica that fell behind caught up that way.
+    pub snapshots_installed: usize,
     pub failures: Vec<String>,
 }
 
@@ -50,8 +57,8 @@ impl std::fmt::Display for Report {
         }
         writeln!(
             f,
-            "  writes acknowledged {}, unacknowledged (ambiguous) {}, watch events {}",
-            self.acknowledged, self.unacknowledged, self.watched
+            "  writes acknowledged {}, unacknowledged (ambiguous) {}, watch events {}, snapshots installed {}",
+            self.acknowledged, self.unacknowledged, self.watched, self.snapshots_installed
         )?;
         if self.failures.is_empty() {
             write!(f, "  PASS")
@@ -179,8 +186,16 @@ pub async fn run(s: &Scenario) -> Result<Report> {
     let _ = cluster(s, &["down", "--purge"]);
     let n = REPLICAS.to_string();
     let m = NODES.to_string();
-    cluster(s, &["up", "--replicas", &n, "--nodes", &m])?;
+    let mut up = vec!["up", "--replicas", &n, "--nodes", &m];
+    if let Some(flags) = &s.replica_args {
+        up.extend(["--replica-args", flags.as_str()]);
+    }
+    cluster(s, &up)?;
     let result = scenario(s, &mut report).await;
+    report.snapshots_installed = (1..=REPLICAS)
+        .filter_map(|i| std::fs::read_to_string(s.dir.join(format!("r{i}.log"))).ok())
+        .map(|log| log.matches("installed a snapshot from the leader").count())
+        .sum();
     if !s.keep {
         let _ = cluster(s, &["down", "--purge"]);
     }

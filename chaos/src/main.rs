@@ -23,6 +23,10 @@ struct Cli {
     /// Directory of rk's binaries (default: deploy/local/cluster's choice).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// Flags given to every start of every replica, e.g. "--snapshot-every
+    /// 200" to have lagging replicas catch up through snapshots.
+    #[arg(long, allow_hyphen_values = true)]
+    replica_args: Option<String>,
     /// Leave the cluster up after the run.
     #[arg(long)]
     keep: bool,
@@ -39,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
             dir: cli.dir.join(format!("seed-{seed}")),
             duration: Duration::from_secs(cli.duration),
             bin_dir: cli.bin_dir.clone(),
+            replica_args: cli.replica_args.clone(),
             keep: cli.keep,
         };
         let report = run(&s).await?;
