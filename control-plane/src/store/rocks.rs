@@ -950,8 +950,8 @@ fn new_file_in(dir: &Path, prefix: &str) -> std::io::Result<(PathBuf, std::fs::F
     Ok((path, file))
 }
 
-/// A received snapshot, decoded, and the name of the file that now holds
-/// it as this replica's snapshot.
+/// A received snapshot, read into the write batch that installs it, and
+/// the name of the file that now holds it as this replica's snapshot.
 struct ReceivedSnapshot {
     /// Replaces the objects and the history with the snapshot's.
     batch: WriteBatch,
