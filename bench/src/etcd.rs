@@ -1,6 +1,7 @@
-//! A three-member etcd cluster on loopback, driven over its gRPC API:
-//! plaintext, or with mutual TLS on client and peer traffic as kubeadm
-//! deploys etcd for Kubernetes (and as rk always runs).
+//! An etcd cluster on loopback (three members for `store`), driven over
+//! its gRPC API: plaintext, or with mutual TLS on client and peer traffic
+//! as kubeadm deploys etcd for Kubernetes (and as rk always runs). Members
+//! can be added later (`join`).
 
 use anyhow::{bail, Context, Result};
 use std::process::{Child, Command, Stdio};
@@ -16,15 +17,20 @@ pub type Kv = pb::kv_client::KvClient<Channel>;
 struct Member {
     name: String,
     client_port: u16,
+    peer_port: u16,
     args: Vec<String>,
     child: Option<Child>,
 }
 
 pub struct EtcdCluster {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     members: Vec<Member>,
     /// The client side of mutual TLS, when the cluster runs it.
     client_tls: Option<ClientTlsConfig>,
+    /// The TLS flags every member gets, when the cluster runs it.
+    tls_flags: Vec<String>,
+    /// Flags every member gets besides those.
+    extra: Vec<String>,
 }
 
 /// Writes a CA, one certificate for every member (serving clients and
@@ -64,6 +70,11 @@ fn mutual_tls(dir: &std::path::Path) -> Result<(Vec<String>, ClientTlsConfig)> {
 impl EtcdCluster {
     /// Starts `n` members, with mutual TLS on every connection if `tls`.
     pub async fn start(n: usize, tls: bool) -> Result<EtcdCluster> {
+        Self::start_with(n, tls, &[]).await
+    }
+
+    /// The same, with `extra` flags for every member.
+    pub async fn start_with(n: usize, tls: bool, extra: &[&str]) -> Result<EtcdCluster> {
         let dir = tempfile::Builder::new().prefix("rk-bench-etcd-").tempdir()?;
         let (tls_flags, client_tls) = if tls {
             let (flags, client) = mutual_tls(dir.path())?;
@@ -71,57 +82,118 @@ impl EtcdCluster {
         } else {
             (vec![], None)
         };
-        let scheme = if tls { "https" } else { "http" };
-        let ports: Vec<(u16, u16)> = (0..n)
-            .map(|_| (rk_testkit::free_port(), rk_testkit::free_port()))
-            .collect();
-        let initial: Vec<String> = ports
-            .iter()
-            .enumerate()
-            .map(|(i, (_, peer))| format!("e{i}={scheme}://127.0.0.1:{peer}"))
-            .collect();
-        let mut members = vec![];
-        for (i, (client, peer)) in ports.iter().enumerate() {
-            let name = format!("e{i}");
-            let mut args = vec![
-                "--name".into(),
-                name.clone(),
-                "--data-dir".into(),
-                dir.path().join(&name).display().to_string(),
-                "--listen-client-urls".into(),
-                format!("{scheme}://127.0.0.1:{client}"),
-                "--advertise-client-urls".into(),
-                format!("{scheme}://127.0.0.1:{client}"),
-                "--listen-peer-urls".into(),
-                format!("{scheme}://127.0.0.1:{peer}"),
-                "--initial-advertise-peer-urls".into(),
-                format!("{scheme}://127.0.0.1:{peer}"),
-                "--initial-cluster".into(),
-                initial.join(","),
-                "--initial-cluster-state".into(),
-                "new".into(),
-                "--initial-cluster-token".into(),
-                "rk-bench".into(),
-                "--log-level".into(),
-                "error".into(),
-            ];
-            args.extend(tls_flags.iter().cloned());
-            let mut m = Member {
-                name,
-                client_port: *client,
-                args,
-                child: None,
-            };
-            m.spawn()?;
-            members.push(m);
-        }
-        let c = EtcdCluster {
-            _dir: dir,
-            members,
+        let mut c = EtcdCluster {
+            dir,
+            members: vec![],
             client_tls,
+            tls_flags,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
+        c.members = (0..n)
+            .map(|i| c.member(i, rk_testkit::free_port(), rk_testkit::free_port()))
+            .collect();
+        let initial = c.initial_cluster();
+        for m in &mut c.members {
+            m.args.extend(["--initial-cluster".into(), initial.clone()]);
+            m.args.extend(["--initial-cluster-state".into(), "new".into()]);
+            m.spawn()?;
+        }
         c.leader().await?;
         Ok(c)
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.client_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    fn peer_url(&self, m: &Member) -> String {
+        format!("{}://127.0.0.1:{}", self.scheme(), m.peer_port)
+    }
+
+    /// `--initial-cluster` listing every member.
+    fn initial_cluster(&self) -> String {
+        let urls: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("{}={}", m.name, self.peer_url(m)))
+            .collect();
+        urls.join(",")
+    }
+
+    /// Member `i`'s flags but for `--initial-cluster*`.
+    fn member(&self, i: usize, client: u16, peer: u16) -> Member {
+        let scheme = self.scheme();
+        let name = format!("e{i}");
+        let mut args: Vec<String> = vec![
+            "--name".into(),
+            name.clone(),
+            "--data-dir".into(),
+            self.dir.path().join(&name).display().to_string(),
+            "--listen-client-urls".into(),
+            format!("{scheme}://127.0.0.1:{client}"),
+            "--advertise-client-urls".into(),
+            format!("{scheme}://127.0.0.1:{client}"),
+            "--listen-peer-urls".into(),
+            format!("{scheme}://127.0.0.1:{peer}"),
+            "--initial-advertise-peer-urls".into(),
+            format!("{scheme}://127.0.0.1:{peer}"),
+            "--initial-cluster-token".into(),
+            "rk-bench".into(),
+            "--log-level".into(),
+            "error".into(),
+        ];
+        args.extend(self.tls_flags.iter().cloned());
+        args.extend(self.extra.iter().cloned());
+        Member {
+            name,
+            client_port: client,
+            peer_port: peer,
+            args,
+            child: None,
+        }
+    }
+
+    /// Adds a member (etcd's MemberAdd through the leader, then the new
+    /// member started with `--initial-cluster-state existing`); returns its
+    /// index.
+    pub async fn add_member(&mut self) -> Result<usize> {
+        let leader = self.leader().await?;
+        let i = self.members.len();
+        let m = self.member(i, rk_testkit::free_port(), rk_testkit::free_port());
+        let ch = self.endpoint(leader)?.connect().await?;
+        pb::cluster_client::ClusterClient::new(ch)
+            .member_add(pb::MemberAddRequest {
+                peer_ur_ls: vec![self.peer_url(&m)],
+                is_learner: false,
+            })
+            .await
+            .context("etcd MemberAdd")?;
+        self.members.push(m);
+        let initial = self.initial_cluster();
+        let m = &mut self.members[i];
+        m.args.extend(["--initial-cluster".into(), initial]);
+        m.args
+            .extend(["--initial-cluster-state".into(), "existing".into()]);
+        m.spawn()?;
+        Ok(i)
+    }
+
+    /// Member `i`'s status.
+    pub async fn status(&self, i: usize) -> Result<pb::StatusResponse> {
+        let ch = self.endpoint(i)?.connect().await?;
+        Ok(pb::maintenance_client::MaintenanceClient::new(ch)
+            .status(pb::StatusRequest {})
+            .await?
+            .into_inner())
+    }
+
+    /// Member `i`'s process id, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.members[i].child.as_ref().map(Child::id)
     }
 
     fn endpoint(&self, i: usize) -> Result<Endpoint> {

@@ -3,8 +3,11 @@
 //! replica installs the snapshot and then catches up on the log after it.
 //! Prints the snapshot's size, the time from `join` to the installed
 //! snapshot and to a caught-up state, and the joining replica's peak RSS
-//! (what an operator sizes a new machine for).
+//! (what an operator sizes a new machine for), beside etcd doing the same
+//! (`--snapshot-count` as low, a member added with MemberAdd, caught up
+//! once it has applied the leader's last index).
 
+use crate::etcd::{self, EtcdCluster};
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
 use rk_client::Consistency;
@@ -24,6 +27,9 @@ pub struct JoinArgs {
     /// joiner needs has been compacted away.
     #[arg(long, default_value_t = 2000)]
     pub snapshot_every: u64,
+    /// Measure rk only.
+    #[arg(long)]
+    pub skip_etcd: bool,
 }
 
 /// A process's peak RSS (`VmHWM`), in KiB.
@@ -60,7 +66,49 @@ fn installed_snapshot_bytes(log: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-pub async fn run(args: &JoinArgs) -> Result<()> {
+/// What one system's join cost.
+struct Joined {
+    writes_per_second: f64,
+    /// Join → snapshot installed (rk only: etcd does not say when).
+    install_seconds: Option<f64>,
+    caught_up_seconds: f64,
+    peak_kib: u64,
+    snapshot_bytes: Option<u64>,
+}
+
+/// Creates `n` objects through `create`, 32 in flight; returns writes/s.
+async fn fill<F, Fut>(n: usize, create: F) -> Result<f64>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let started = Instant::now();
+    let mut creates = futures::stream::iter(0..n).map(create).buffer_unordered(32);
+    while let Some(result) = creates.next().await {
+        result?;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Polls `done` every 20 ms until it is true; returns the seconds since
+/// `from`, or fails after 300 s.
+async fn seconds_until<F, Fut>(from: Instant, what: &str, mut done: F) -> Result<f64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    loop {
+        if done().await {
+            return Ok(from.elapsed().as_secs_f64());
+        }
+        if from.elapsed() > Duration::from_secs(300) {
+            bail!("{what} did not happen in 300 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn rk_join(args: &JoinArgs) -> Result<Joined> {
     let every = args.snapshot_every.to_string();
     let mut cluster = Cluster::start_with(1, &["--snapshot-every", &every]);
     cluster
@@ -69,76 +117,118 @@ pub async fn run(args: &JoinArgs) -> Result<()> {
         .context("the first replica elected no leader")?;
     let client = cluster.client();
     let value = "x".repeat(args.value_bytes);
-    eprintln!("writing {} ConfigMaps ...", args.objects);
-    let written = Instant::now();
-    let mut creates = futures::stream::iter(0..args.objects)
-        .map(|i| {
-            let client = client.clone();
-            let object = json!({"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": format!("join-{i}"), "namespace": "default"},
-                "data": {"v": &value}});
-            async move { client.create("configmaps", &object).await }
-        })
-        .buffer_unordered(32);
-    while let Some(result) = creates.next().await {
-        result.context("create a ConfigMap")?;
-    }
-    let write_seconds = written.elapsed().as_secs_f64();
-    let (_, revision) = client
-        .list("configmaps", &Default::default())
-        .await
-        .context("list the ConfigMaps")?;
+    eprintln!("rk: writing {} ConfigMaps ...", args.objects);
+    let writes_per_second = fill(args.objects, |i| {
+        let client = client.clone();
+        let object = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("join-{i}"), "namespace": "default"},
+            "data": {"v": &value}});
+        async move {
+            client
+                .create("configmaps", &object)
+                .await
+                .map(drop)
+                .map_err(|e| anyhow::anyhow!("create a ConfigMap: {e}"))
+        }
+    })
+    .await?;
 
-    eprintln!("joining a second replica ...");
+    eprintln!("rk: joining a second replica ...");
     let joined = Instant::now();
     let joiner = cluster.add_join();
     let pid = cluster.replicas[joiner].pid().context("the joiner's pid")?;
-    let deadline = joined + Duration::from_secs(300);
-    let install_seconds = loop {
-        if cluster.replicas[joiner].log().contains("installed a snapshot") {
-            break joined.elapsed().as_secs_f64();
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "the joiner installed no snapshot in 300 s; its log:\n{}",
-                cluster.replicas[joiner].log()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let install_seconds = seconds_until(joined, "rk's snapshot install", || {
+        let installed = cluster.replicas[joiner].log().contains("installed a snapshot");
+        async move { installed }
+    })
+    .await?;
     // Caught up: a local read on the joiner sees the last write.
     let local = cluster.client_for(joiner);
     let last = format!("join-{}", args.objects - 1);
-    let caught_up_seconds = loop {
-        if local
+    let caught_up_seconds = seconds_until(joined, "rk's catch-up", || async {
+        local
             .get_opts("configmaps", "default", &last, Consistency::Local)
             .await
             .is_ok()
-        {
-            break joined.elapsed().as_secs_f64();
-        }
-        if Instant::now() > deadline {
-            bail!("the joiner did not catch up in 300 s");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let peak = peak_rss_kib(pid).context("the joiner's peak RSS")?;
-    let snapshot = installed_snapshot_bytes(&cluster.replicas[joiner].log());
+    })
+    .await?;
+    Ok(Joined {
+        writes_per_second,
+        install_seconds: Some(install_seconds),
+        caught_up_seconds,
+        peak_kib: peak_rss_kib(pid).context("the joiner's peak RSS")?,
+        snapshot_bytes: installed_snapshot_bytes(&cluster.replicas[joiner].log()),
+    })
+}
 
+async fn etcd_join(args: &JoinArgs) -> Result<Joined> {
+    let every = args.snapshot_every.to_string();
+    let mut cluster = EtcdCluster::start_with(1, false, &["--snapshot-count", &every]).await?;
+    let leader = cluster.leader().await?;
+    let kv = cluster.kv(leader).await?;
+    let value = "x".repeat(args.value_bytes).into_bytes();
+    eprintln!("etcd: writing {} keys ...", args.objects);
+    let writes_per_second = fill(args.objects, |i| {
+        etcd::put(&kv, format!("join-{i}"), value.clone())
+    })
+    .await?;
+    eprintln!("etcd: adding a second member ...");
+    let joined = Instant::now();
+    let joiner = cluster.add_member().await?;
+    let pid = cluster.pid(joiner).context("the new member's pid")?;
+    // Caught up: the new member has applied everything the leader had
+    // when it was added (the member change included).
+    let target = cluster.status(leader).await?.raft_index;
+    let caught_up_seconds = seconds_until(joined, "etcd's catch-up", || async {
+        cluster
+            .status(joiner)
+            .await
+            .is_ok_and(|s| s.raft_applied_index >= target)
+    })
+    .await?;
+    Ok(Joined {
+        writes_per_second,
+        install_seconds: None,
+        caught_up_seconds,
+        peak_kib: peak_rss_kib(pid).context("the new member's peak RSS")?,
+        snapshot_bytes: None,
+    })
+}
+
+pub async fn run(args: &JoinArgs) -> Result<()> {
+    let rk = rk_join(args).await?;
+    let etcd = if args.skip_etcd {
+        None
+    } else {
+        Some(etcd_join(args).await?)
+    };
     println!(
-        "Joining a store (rk-bench join): {} ConfigMaps of {} B (revision {revision}), --snapshot-every {}",
+        "Joining a store (rk-bench join): {} objects of {} B written by one member (32 in flight), then a second joins; rk --snapshot-every / etcd --snapshot-count {}; etcd plaintext",
         args.objects, args.value_bytes, args.snapshot_every
     );
-    println!(
-        "  written in {write_seconds:.1} s ({:.0} writes/s, 32 in flight, one replica)",
-        args.objects as f64 / write_seconds
-    );
-    match snapshot {
-        Some(bytes) => println!("  snapshot installed: {:.1} MB", bytes as f64 / 1e6),
-        None => println!("  snapshot installed: size not found in the joiner's log"),
+    let secs = |s: f64| format!("{s:.2} s");
+    let mib = |k: u64| format!("{:.0} MiB", k as f64 / 1024.0);
+    let rows: [(&str, Box<dyn Fn(&Joined) -> Option<String>>); 5] = [
+        (
+            "writes/s while filling",
+            Box::new(|j| Some(format!("{:.0}/s", j.writes_per_second))),
+        ),
+        (
+            "snapshot installed (size)",
+            Box::new(|j| j.snapshot_bytes.map(|b| format!("{:.1} MB", b as f64 / 1e6))),
+        ),
+        (
+            "join → snapshot installed",
+            Box::new(|j| j.install_seconds.map(secs)),
+        ),
+        ("join → caught up", Box::new(|j| Some(secs(j.caught_up_seconds)))),
+        ("joiner's peak RSS (VmHWM)", Box::new(|j| Some(mib(j.peak_kib)))),
+    ];
+    println!("{:<30} {:>12} {:>12}", "figure", "rk", "etcd");
+    for (name, figure) in &rows {
+        let show = |j: Option<&Joined>| j.and_then(|j| figure(j)).unwrap_or_else(|| "-".into());
+        println!("{name:<30} {:>12} {:>12}", show(Some(&rk)), show(etcd.as_ref()));
     }
-    println!("  join → snapshot installed: {install_seconds:.2} s; → caught up (a local read sees the last write): {caught_up_seconds:.2} s");
-    println!("  joiner's peak RSS: {:.0} MiB", peak as f64 / 1024.0);
     Ok(())
 }
 
