@@ -195,6 +195,27 @@ async fn etcd_join(args: &JoinArgs) -> Result<Joined> {
     })
 }
 
+/// The rows printed, in the order [`figures`] gives them.
+const FIGURES: [&str; 5] = [
+    "writes/s while filling",
+    "snapshot installed (size)",
+    "join → snapshot installed",
+    "join → caught up",
+    "joiner's peak RSS (VmHWM)",
+];
+
+/// One system's figures, as printed; "-" for one it does not report.
+fn figures(j: &Joined) -> [String; 5] {
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    [
+        format!("{:.0}/s", j.writes_per_second),
+        or_dash(j.snapshot_bytes.map(|b| format!("{:.1} MB", b as f64 / 1e6))),
+        or_dash(j.install_seconds.map(|s| format!("{s:.2} s"))),
+        format!("{:.2} s", j.caught_up_seconds),
+        format!("{:.0} MiB", j.peak_kib as f64 / 1024.0),
+    ]
+}
+
 pub async fn run(args: &JoinArgs) -> Result<()> {
     let rk = rk_join(args).await?;
     let etcd = if args.skip_etcd {
@@ -206,28 +227,12 @@ pub async fn run(args: &JoinArgs) -> Result<()> {
         "Joining a store (rk-bench join): {} objects of {} B written by one member (32 in flight), then a second joins; rk --snapshot-every / etcd --snapshot-count {}; etcd plaintext",
         args.objects, args.value_bytes, args.snapshot_every
     );
-    let secs = |s: f64| format!("{s:.2} s");
-    let mib = |k: u64| format!("{:.0} MiB", k as f64 / 1024.0);
-    let rows: [(&str, Box<dyn Fn(&Joined) -> Option<String>>); 5] = [
-        (
-            "writes/s while filling",
-            Box::new(|j| Some(format!("{:.0}/s", j.writes_per_second))),
-        ),
-        (
-            "snapshot installed (size)",
-            Box::new(|j| j.snapshot_bytes.map(|b| format!("{:.1} MB", b as f64 / 1e6))),
-        ),
-        (
-            "join → snapshot installed",
-            Box::new(|j| j.install_seconds.map(secs)),
-        ),
-        ("join → caught up", Box::new(|j| Some(secs(j.caught_up_seconds)))),
-        ("joiner's peak RSS (VmHWM)", Box::new(|j| Some(mib(j.peak_kib)))),
-    ];
+    let rk = figures(&rk);
+    let etcd = etcd.as_ref().map(figures);
     println!("{:<30} {:>12} {:>12}", "figure", "rk", "etcd");
-    for (name, figure) in &rows {
-        let show = |j: Option<&Joined>| j.and_then(|j| figure(j)).unwrap_or_else(|| "-".into());
-        println!("{name:<30} {:>12} {:>12}", show(Some(&rk)), show(etcd.as_ref()));
+    for (i, name) in FIGURES.iter().enumerate() {
+        let peer = etcd.as_ref().map_or("-", |e| e[i].as_str());
+        println!("{name:<30} {:>12} {peer:>12}", rk[i]);
     }
     Ok(())
 }
