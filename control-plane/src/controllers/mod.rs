@@ -130,6 +130,40 @@ pub struct Settings {
     pub node_lifecycle: nodelifecycle::NodeLifecycle,
 }
 
+/// How long the controllers get to stop after leadership is lost.
+const CONTROLLERS_STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Waits up to `grace` for `tasks` to end, then aborts those that have
+/// not. A controller ends at its next await once its token is cancelled,
+/// but one can sit in an await that does not return while this replica
+/// does not lead (chaos seed 447 with `--snapshot-every 50` left one so):
+/// waiting for it kept `run_while_leader` from ever starting the
+/// controllers again, and a replica that led again ran none. Controllers
+/// keep nothing outside the store, so one stopped mid-reconcile loses
+/// nothing the next leader's first pass does not redo; a write it already
+/// proposed commits or not, as it would have anyway.
+async fn stop_within(tasks: Vec<Task>, grace: Duration, replica: u64) {
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut aborted = vec![];
+    for (name, mut task) in tasks {
+        if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+            task.abort();
+            aborted.push(name);
+        }
+    }
+    if !aborted.is_empty() {
+        tracing::warn!(
+            replica,
+            ?aborted,
+            "controller tasks had not stopped {} s after leadership was lost; aborted them",
+            grace.as_secs()
+        );
+    }
+}
+
+/// A task the leader runs, named for the log.
+type Task = (&'static str, tokio::task::JoinHandle<()>);
+
 /// Runs the controllers whenever this replica leads, until `shutdown`.
 pub async fn run_while_leader(replica: Arc<Replica>, shutdown: CancellationToken, settings: Settings) {
     let mut metrics = replica.raft.metrics();
@@ -169,9 +203,7 @@ pub async fn run_while_leader(replica: Arc<Replica>, shutdown: CancellationToken
             }
         }
         term.cancel();
-        for t in tasks {
-            let _ = t.await;
-        }
+        stop_within(tasks, CONTROLLERS_STOP_GRACE, replica.id).await;
         tracing::info!(replica = replica.id, "no longer leading: controllers stopped");
         if shutdown.is_cancelled() {
             return;
@@ -181,17 +213,19 @@ pub async fn run_while_leader(replica: Arc<Replica>, shutdown: CancellationToken
 
 /// Runs one controller on the shared cache until `term`.
 fn spawn<R: runtime::Reconciler>(
+    name: &'static str,
     reconciler: R,
     ctx: &Arc<Ctx>,
     informer: &Informer,
     term: &CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run_controller(
+) -> Task {
+    let task = tokio::spawn(run_controller(
         Arc::new(reconciler),
         ctx.clone(),
         informer.subscribe(),
         term.clone(),
-    ))
+    ));
+    (name, task)
 }
 
 fn start(
@@ -199,7 +233,7 @@ fn start(
     term: CancellationToken,
     shutdown: CancellationToken,
     settings: &Settings,
-) -> Vec<tokio::task::JoinHandle<()>> {
+) -> Vec<Task> {
     let informer = Arc::new(Informer::new(replica.store.clone(), WATCHED));
     let live = replica.store.subscribe();
     if let Err(e) = informer.relist() {
@@ -212,29 +246,102 @@ fn start(
         writer: Writer::new(replica.clone(), shutdown),
         events,
     });
-    let mut tasks = vec![recorder];
+    let mut tasks = vec![("event recorder", recorder)];
     {
         let informer = informer.clone();
         let term = term.clone();
-        tasks.push(tokio::spawn(async move { informer.run(live, term).await }));
+        tasks.push((
+            "informer",
+            tokio::spawn(async move { informer.run(live, term).await }),
+        ));
     }
-    tasks.push(spawn(scheduler::Scheduler::default(), &ctx, &informer, &term));
-    tasks.push(spawn(deployment::DeploymentController, &ctx, &informer, &term));
-    tasks.push(spawn(replicaset::ReplicaSetController, &ctx, &informer, &term));
-    tasks.push(spawn(daemonset::DaemonSetController, &ctx, &informer, &term));
+    tasks.push(spawn(
+        "scheduler",
+        scheduler::Scheduler::default(),
+        &ctx,
+        &informer,
+        &term,
+    ));
+    tasks.push(spawn(
+        "deployment",
+        deployment::DeploymentController,
+        &ctx,
+        &informer,
+        &term,
+    ));
+    tasks.push(spawn(
+        "replicaset",
+        replicaset::ReplicaSetController,
+        &ctx,
+        &informer,
+        &term,
+    ));
+    tasks.push(spawn(
+        "daemonset",
+        daemonset::DaemonSetController,
+        &ctx,
+        &informer,
+        &term,
+    ));
     let jobs = job::JobController {
         clock: settings.clock.clone(),
         backoff: settings.job_backoff,
     };
-    tasks.push(spawn(jobs, &ctx, &informer, &term));
+    tasks.push(spawn("job", jobs, &ctx, &informer, &term));
     let cronjobs = cronjob::CronJobController {
         clock: settings.clock.clone(),
     };
-    tasks.push(spawn(cronjobs, &ctx, &informer, &term));
-    tasks.push(spawn(settings.node_lifecycle, &ctx, &informer, &term));
+    tasks.push(spawn("cronjob", cronjobs, &ctx, &informer, &term));
+    tasks.push(spawn(
+        "node lifecycle",
+        settings.node_lifecycle,
+        &ctx,
+        &informer,
+        &term,
+    ));
     let gc = gc::GarbageCollector {
         store: replica.store.clone(),
     };
-    tasks.push(spawn(gc, &ctx, &informer, &term));
+    tasks.push(spawn("garbage collector", gc, &ctx, &informer, &term));
     tasks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn controller_tasks_that_do_not_stop_are_aborted_after_the_grace() {
+        let finished = tokio::spawn(async {});
+        let stuck = tokio::spawn(std::future::pending::<()>());
+        let stuck_handle = stuck.abort_handle();
+        let started = tokio::time::Instant::now();
+        stop_within(
+            vec![("finished", finished), ("stuck", stuck)],
+            Duration::from_millis(50),
+            1,
+        )
+        .await;
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(50),
+            "waited the grace: {waited:?}"
+        );
+        assert!(waited < Duration::from_secs(5), "but no longer: {waited:?}");
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !stuck_handle.is_finished() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the stuck task was aborted");
+    }
+
+    #[tokio::test]
+    async fn controller_tasks_that_stop_are_not_waited_on_longer() {
+        let quick = tokio::spawn(tokio::time::sleep(Duration::from_millis(10)));
+        let started = tokio::time::Instant::now();
+        stop_within(vec![("quick", quick)], Duration::from_secs(30), 1).await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
 }
