@@ -8,6 +8,7 @@
 //! once it has applied the leader's last index).
 
 use crate::etcd::{self, EtcdCluster};
+use crate::stats::peak_rss_kib;
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
 use rk_client::Consistency;
@@ -30,14 +31,6 @@ pub struct JoinArgs {
     /// Measure rk only.
     #[arg(long)]
     pub skip_etcd: bool,
-}
-
-/// A process's peak RSS (`VmHWM`), in KiB.
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// The `bytes=` figure of the joiner's "installed a snapshot" log line.
